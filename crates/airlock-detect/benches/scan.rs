@@ -1,0 +1,118 @@
+//! Engine throughput on (a) ordinary source code: the vendored sources of this workspace's
+//! dependencies under `$CARGO_HOME/registry/src` (Rust, some C/JS), and (b) large agent prompt
+//! JSON: the `body` fields of the real captures in `../shared/fixtures/agents/*.jsonl`.
+//!
+//! Run: `cargo bench -p airlock-detect --bench scan`
+
+use std::path::{Path, PathBuf};
+
+use airlock_detect::Engine;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const SOURCE_BYTES: usize = 16 * 1024 * 1024;
+
+fn registry_src() -> Option<PathBuf> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+    let dir = home.join("registry").join("src");
+    dir.is_dir().then_some(dir)
+}
+
+fn collect_sources(dir: &Path, out: &mut Vec<u8>, limit: usize) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if out.len() >= limit {
+            return;
+        }
+        if p.is_dir() {
+            collect_sources(&p, out, limit);
+        } else if p
+            .extension()
+            .is_some_and(|e| e == "rs" || e == "toml" || e == "md" || e == "c" || e == "js")
+        {
+            if let Ok(b) = std::fs::read(&p) {
+                if b.len() < 2 << 20 && std::str::from_utf8(&b).is_ok() {
+                    out.extend_from_slice(&b);
+                    out.push(b'\n');
+                }
+            }
+        }
+    }
+}
+
+fn agent_bodies() -> Vec<u8> {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/agents"
+    );
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut files: Vec<_> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && let Some(body) = v.get("body").and_then(|b| b.as_str())
+                && body.len() > 1000
+            {
+                out.extend_from_slice(body.as_bytes());
+                out.push(b'\n');
+            }
+        }
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let engine = Engine::builtin().expect("built-in rules compile");
+    let mut g = c.benchmark_group("scan");
+    g.sample_size(10);
+    if let Some(dir) = registry_src() {
+        let mut src = Vec::new();
+        collect_sources(&dir, &mut src, SOURCE_BYTES);
+        if !src.is_empty() {
+            g.throughput(Throughput::Bytes(src.len() as u64));
+            g.bench_function(format!("source_code_{}MB", src.len() >> 20), |b| {
+                b.iter(|| engine.scan_bytes(&src).len())
+            });
+        }
+    }
+    let bodies = agent_bodies();
+    if !bodies.is_empty() {
+        // Repeat to ~4 MB so one iteration is long enough to time reliably.
+        let mut big = Vec::new();
+        while big.len() < 4 << 20 {
+            big.extend_from_slice(&bodies);
+        }
+        g.throughput(Throughput::Bytes(big.len() as u64));
+        g.bench_function("agent_prompt_json", |b| {
+            b.iter(|| engine.scan_bytes(&big).len())
+        });
+    }
+    let clean = "The quick brown fox jumps over the lazy dog. ".repeat(1 << 15);
+    g.throughput(Throughput::Bytes(clean.len() as u64));
+    g.bench_function("ascii_prose_1.4MB", |b| {
+        b.iter(|| engine.scan(&clean).len())
+    });
+    let cjk = "敏捷的棕色狐狸跳过了懒狗。日本語のテキスト。".repeat(1 << 14);
+    g.throughput(Throughput::Bytes(cjk.len() as u64));
+    g.bench_function("cjk_text", |b| b.iter(|| engine.scan(&cjk).len()));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

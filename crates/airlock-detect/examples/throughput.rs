@@ -1,0 +1,98 @@
+//! Engine throughput in MB per CPU-second (thread CPU time from /proc/thread-self/schedstat),
+//! so the figure is meaningful on a loaded machine. Usage:
+//! `cargo run --release -p airlock-detect --example throughput [FILES...]`
+//! Without arguments it uses the same corpora as the criterion bench.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use airlock_detect::Engine;
+
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn collect(dir: &std::path::Path, out: &mut Vec<u8>, limit: usize) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    v.sort();
+    for p in v {
+        if out.len() >= limit {
+            return;
+        }
+        if p.is_dir() {
+            collect(&p, out, limit);
+        } else if p.extension().is_some_and(|e| e == "rs" || e == "toml" || e == "md" || e == "c" || e == "js")
+            && let Ok(b) = std::fs::read(&p)
+            && b.len() < 2 << 20
+            && std::str::from_utf8(&b).is_ok()
+        {
+            out.extend_from_slice(&b);
+            out.push(b'\n');
+        }
+    }
+}
+
+fn measure(name: &str, engine: &Engine, data: &[u8]) {
+    let iters = (64 << 20) / data.len().max(1) + 1;
+    let (w0, c0) = (Instant::now(), cpu_ns());
+    let mut n = 0;
+    for _ in 0..iters {
+        n += engine.scan_bytes(data).len();
+    }
+    let (wall, cpu) = (w0.elapsed().as_secs_f64(), (cpu_ns() - c0) as f64 / 1e9);
+    let mb = (data.len() * iters) as f64 / 1e6;
+    println!(
+        "{name:<28} {:>7.1} MB  wall {:>7.1} MB/s  cpu {:>7.1} MB/s  ({} findings/iter)",
+        data.len() as f64 / 1e6,
+        mb / wall,
+        mb / cpu.max(1e-9),
+        n / iters
+    );
+}
+
+fn main() {
+    let t = Instant::now();
+    let c0 = cpu_ns();
+    let engine = match std::env::var("ONLY") {
+        Ok(o) => {
+            let cats: Vec<airlock_detect::Category> = o.split(',').map(|c| c.parse().expect("category")).collect();
+            Engine::builder().with_builtin().only(&cats).build().expect("rules compile")
+        }
+        Err(_) => Engine::builtin().expect("rules compile"),
+    };
+    println!("engine build: wall {:.0} ms, cpu {:.0} ms, {} rules", t.elapsed().as_secs_f64() * 1e3, (cpu_ns() - c0) as f64 / 1e6, engine.rules().len());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.is_empty() {
+        for a in args {
+            let d = std::fs::read(&a).expect("read");
+            measure(&a, &engine, &d);
+        }
+        return;
+    }
+    let home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
+    let mut src = Vec::new();
+    collect(&PathBuf::from(home).join("registry/src"), &mut src, 16 << 20);
+    measure("source code (registry)", &engine, &src);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/agents");
+    let mut bodies = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().extension().is_some_and(|x| x == "jsonl") {
+            for line in std::fs::read_to_string(e.path()).unwrap_or_default().lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                    && let Some(b) = v.get("body").and_then(|b| b.as_str())
+                    && b.len() > 1000
+                {
+                    bodies.extend_from_slice(b.as_bytes());
+                    bodies.push(b'\n');
+                }
+            }
+        }
+    }
+    measure("agent prompt JSON", &engine, &bodies);
+    measure("ascii prose", &engine, "The quick brown fox jumps over the lazy dog. ".repeat(1 << 15).as_bytes());
+    measure("cjk text", &engine, "敏捷的棕色狐狸跳过了懒狗。日本語のテキスト。".repeat(1 << 14).as_bytes());
+}

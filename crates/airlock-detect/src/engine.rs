@@ -1,0 +1,533 @@
+//! The compiled engine and its builder.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use regex_automata::Input;
+
+use crate::covert;
+use crate::rules::{self, Anchor, Rule, RuleDef};
+use crate::validate::{self, Verdict};
+use crate::{Category, CustomConfig, DetectError, Finding};
+
+/// Builds an [`Engine`]: built-in packs, extra rule files, custom markers, disabled rules.
+#[derive(Debug, Default)]
+pub struct EngineBuilder {
+    defs: Vec<(RuleDef, Arc<str>)>,
+    disabled: Vec<String>,
+    only: Option<Vec<Category>>,
+    errors: Vec<DetectError>,
+    strict_disable: bool,
+}
+
+impl EngineBuilder {
+    /// Add every built-in pack (`rules/*.toml`, embedded at build time).
+    pub fn with_builtin(mut self) -> Self {
+        for (origin, text) in rules::BUILTIN_PACKS {
+            self = self.add_rules_toml(text, origin);
+        }
+        self
+    }
+
+    /// Add a rule pack. A rule whose id equals an earlier one replaces it.
+    pub fn add_rules_toml(mut self, text: &str, origin: &str) -> Self {
+        match rules::parse_rule_file(text, origin) {
+            Ok(defs) => {
+                let origin: Arc<str> = origin.into();
+                for d in defs {
+                    self.push(d, origin.clone());
+                }
+            }
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// Add already-parsed rule definitions.
+    pub fn add_rule_defs(mut self, defs: Vec<RuleDef>, origin: &str) -> Self {
+        let origin: Arc<str> = origin.into();
+        for d in defs {
+            self.push(d, origin.clone());
+        }
+        self
+    }
+
+    fn push(&mut self, d: RuleDef, origin: Arc<str>) {
+        if let Some(slot) = self.defs.iter_mut().find(|(x, _)| x.id == d.id) {
+            *slot = (d, origin);
+        } else {
+            self.defs.push((d, origin));
+        }
+    }
+
+    /// Add the organisation's custom markers.
+    pub fn custom(mut self, cfg: &CustomConfig) -> Self {
+        match cfg.to_rule_defs() {
+            Ok(defs) => {
+                let origin: Arc<str> = "config [detection.custom]".into();
+                for d in defs {
+                    self.push(d, origin.clone());
+                }
+            }
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// Turn rules off by id, tag, category name or id prefix ending in `*`. With
+    /// [`EngineBuilder::strict_disable`], an entry that matches nothing is an error.
+    pub fn disable<S: AsRef<str>>(mut self, ids: &[S]) -> Self {
+        self.disabled
+            .extend(ids.iter().map(|s| s.as_ref().trim().to_string()));
+        self
+    }
+
+    /// Make `disable` entries that match no rule an error (for config validation).
+    pub fn strict_disable(mut self, yes: bool) -> Self {
+        self.strict_disable = yes;
+        self
+    }
+
+    /// Keep only rules of these categories.
+    pub fn only(mut self, cats: &[Category]) -> Self {
+        self.only = Some(cats.to_vec());
+        self
+    }
+
+    /// Compile everything. Reports the first error found.
+    pub fn build(mut self) -> Result<Engine, DetectError> {
+        if let Some(e) = self.errors.drain(..).next() {
+            return Err(e);
+        }
+        let matches_disable = |d: &RuleDef, entry: &str| -> bool {
+            if let Some(prefix) = entry.strip_suffix('*') {
+                return d.id.starts_with(prefix);
+            }
+            d.id == entry || d.tags.iter().any(|t| t == entry) || d.category.as_str() == entry
+        };
+        if self.strict_disable {
+            for entry in &self.disabled {
+                if !self.defs.iter().any(|(d, _)| matches_disable(d, entry)) {
+                    return Err(DetectError::UnknownDisable(entry.clone()));
+                }
+            }
+        }
+        let mut rules = Vec::new();
+        for (d, origin) in self.defs {
+            if self.disabled.iter().any(|e| matches_disable(&d, e)) {
+                continue;
+            }
+            if let Some(only) = &self.only
+                && !only.contains(&d.category)
+            {
+                continue;
+            }
+            rules.push(Rule::compile(d, &origin)?);
+        }
+        Engine::from_rules(rules)
+    }
+}
+
+/// The detection engine. `Send + Sync`; build once, share via `Arc`, scan many.
+#[derive(Debug)]
+pub struct Engine {
+    rules: Vec<Rule>,
+    prefilter: Option<AhoCorasick>,
+    /// Aho-Corasick pattern id -> rule indices.
+    keyword_rules: Vec<Vec<u32>>,
+    digit_rules: Vec<u32>,
+    always_rules: Vec<u32>,
+    /// Detector index -> rule index.
+    covert_rules: [Option<u32>; 6],
+    covert_enabled: [bool; 6],
+}
+
+/// A candidate window for one rule.
+#[derive(Clone, Copy)]
+struct Window {
+    start: usize,
+    end: usize,
+}
+
+/// Digit runs this long (or IPv4-shaped runs) anchor the numeric rules.
+const MIN_DIGITS: usize = 7;
+/// Bytes around a digit run searched by numeric rules.
+const DIGIT_MARGIN: usize = 40;
+/// Upper bound on findings per scan (hostile input must not exhaust memory).
+const MAX_FINDINGS: usize = 100_000;
+
+impl Engine {
+    /// All built-in rule packs.
+    pub fn builtin() -> Result<Engine, DetectError> {
+        Engine::builder().with_builtin().build()
+    }
+
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The compiled rules, in load order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    fn from_rules(rules: Vec<Rule>) -> Result<Engine, DetectError> {
+        let mut kw_index: HashMap<String, usize> = HashMap::new();
+        let mut patterns: Vec<String> = Vec::new();
+        let mut keyword_rules: Vec<Vec<u32>> = Vec::new();
+        let mut digit_rules = Vec::new();
+        let mut always_rules = Vec::new();
+        let mut covert_rules = [None; 6];
+        for (i, r) in rules.iter().enumerate() {
+            let i = i as u32;
+            if let Some(d) = r.detector {
+                covert_rules[d as usize] = Some(i);
+                continue;
+            }
+            match r.anchor {
+                Anchor::Keywords => {
+                    for k in &r.keywords {
+                        if k.is_empty() {
+                            continue;
+                        }
+                        let key = k.to_ascii_lowercase();
+                        let idx = *kw_index.entry(key.clone()).or_insert_with(|| {
+                            patterns.push(key);
+                            keyword_rules.push(Vec::new());
+                            patterns.len() - 1
+                        });
+                        if !keyword_rules[idx].contains(&i) {
+                            keyword_rules[idx].push(i);
+                        }
+                    }
+                }
+                Anchor::Digits => digit_rules.push(i),
+                Anchor::Always => always_rules.push(i),
+            }
+        }
+        let prefilter = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&patterns)
+                    .map_err(|e| DetectError::Prefilter(e.to_string()))?,
+            )
+        };
+        let covert_enabled = covert_rules.map(|r| r.is_some());
+        Ok(Engine {
+            rules,
+            prefilter,
+            keyword_rules,
+            digit_rules,
+            always_rules,
+            covert_rules,
+            covert_enabled,
+        })
+    }
+
+    /// Scan text. Findings are sorted by start offset.
+    pub fn scan(&self, text: &str) -> Vec<Finding> {
+        self.scan_bytes(text.as_bytes())
+    }
+
+    /// Scan bytes; invalid UTF-8 is tolerated and offsets are byte offsets into `bytes`.
+    pub fn scan_bytes(&self, bytes: &[u8]) -> Vec<Finding> {
+        let n_rules = self.rules.len();
+        let mut windows: Vec<Vec<Window>> = vec![Vec::new(); n_rules];
+        let push = |windows: &mut Vec<Vec<Window>>, r: usize, w: Window| {
+            let list = &mut windows[r];
+            match list.last_mut() {
+                Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
+                _ => list.push(w),
+            }
+        };
+        if let Some(ac) = &self.prefilter {
+            for m in ac.find_overlapping_iter(bytes) {
+                for &r in &self.keyword_rules[m.pattern().as_usize()] {
+                    let rule = &self.rules[r as usize];
+                    let w = Window {
+                        start: m.start().saturating_sub(rule.window_before),
+                        end: m.end().saturating_add(rule.window_after).min(bytes.len()),
+                    };
+                    push(&mut windows, r as usize, w);
+                }
+            }
+        }
+        if !self.digit_rules.is_empty() {
+            digit_runs(bytes, |s, e| {
+                let w = Window {
+                    start: s.saturating_sub(DIGIT_MARGIN),
+                    end: (e + DIGIT_MARGIN).min(bytes.len()),
+                };
+                for &r in &self.digit_rules {
+                    push(&mut windows, r as usize, w);
+                }
+            });
+        }
+        for &r in &self.always_rules {
+            windows[r as usize] = vec![Window {
+                start: 0,
+                end: bytes.len(),
+            }];
+        }
+
+        let mut raw: Vec<Raw> = Vec::new();
+        for (ri, list) in windows.iter().enumerate() {
+            if list.is_empty() {
+                continue;
+            }
+            let rule = &self.rules[ri];
+            let Some(re) = &rule.regex else { continue };
+            let mut caps = re.create_captures();
+            let mut last_value_start = usize::MAX;
+            for w in list {
+                let mut at = w.start;
+                while at <= w.end && raw.len() < MAX_FINDINGS {
+                    let input = Input::new(bytes).span(at..w.end);
+                    re.search_captures(&input, &mut caps);
+                    let Some(m) = caps.get_match() else { break };
+                    let span = rule
+                        .value_group
+                        .and_then(|g| caps.get_group(g))
+                        .unwrap_or(m.span());
+                    at = if m.end() > m.start() {
+                        m.end()
+                    } else {
+                        m.end() + 1
+                    };
+                    if span.start == last_value_start || span.is_empty() {
+                        continue;
+                    }
+                    if let Some(r) = self.check(ri, rule, bytes, span.start, span.end) {
+                        last_value_start = span.start;
+                        raw.push(r);
+                    }
+                }
+            }
+        }
+        if !bytes.is_ascii() && self.covert_enabled.iter().any(|&b| b) {
+            let mut hits = Vec::new();
+            let mut off = 0;
+            for chunk in bytes.utf8_chunks() {
+                covert::analyze(chunk.valid(), off, &self.covert_enabled, &mut hits);
+                off += chunk.valid().len() + chunk.invalid().len();
+                if hits.len() > MAX_FINDINGS {
+                    break;
+                }
+            }
+            for h in hits {
+                let Some(ri) = self.covert_rules[h.detector as usize] else {
+                    continue;
+                };
+                raw.push(Raw {
+                    rule: ri as usize,
+                    start: h.start,
+                    end: h.end,
+                    confidence: None,
+                    detail: Some(h.detail),
+                    preview: Some(format!("{} ({} chars)", h.summary, h.count)),
+                });
+            }
+        }
+        self.finish(bytes, raw)
+    }
+
+    /// Validators and filters for one candidate value.
+    fn check(&self, ri: usize, rule: &Rule, bytes: &[u8], start: usize, end: usize) -> Option<Raw> {
+        let value = &bytes[start..end];
+        if rule.placeholder_check && validate::is_placeholder(value) {
+            return None;
+        }
+        if let Some(min) = rule.min_entropy
+            && validate::entropy(value) < min
+        {
+            return None;
+        }
+        let (confidence, detail) = match rule.validator {
+            Some(v) => match validate::run(v, value) {
+                Verdict::Reject => return None,
+                Verdict::Accept { confidence, detail } => (confidence, detail),
+            },
+            None => (None, None),
+        };
+        Some(Raw {
+            rule: ri,
+            start,
+            end,
+            confidence,
+            detail,
+            preview: None,
+        })
+    }
+
+    fn finish(&self, bytes: &[u8], mut raw: Vec<Raw>) -> Vec<Finding> {
+        raw.sort_by_key(|r| (r.start, std::cmp::Reverse(r.end), r.rule));
+        raw.dedup_by(|a, b| a.rule == b.rule && a.start == b.start && a.end == b.end);
+        // Drop generic findings that overlap a specific finding of the same category, and
+        // personal-data findings that overlap a secret (`user:password@host` is not an e-mail).
+        let spans: Vec<(usize, usize, Category, bool)> = raw
+            .iter()
+            .map(|r| {
+                let rule = &self.rules[r.rule];
+                (r.start, r.end, rule.category, rule.generic)
+            })
+            .collect();
+        raw.retain(|r| {
+            let rule = &self.rules[r.rule];
+            let overlaps = |s: usize, e: usize| s < r.end && r.start < e;
+            if rule.generic
+                && spans
+                    .iter()
+                    .any(|&(s, e, c, g)| !g && c == rule.category && overlaps(s, e))
+            {
+                return false;
+            }
+            !(rule.category == Category::Pii
+                && spans
+                    .iter()
+                    .any(|&(s, e, c, _)| c == Category::Secret && overlaps(s, e)))
+        });
+        let mut pos = LinePos::default();
+        raw.into_iter()
+            .map(|r| {
+                let rule = &self.rules[r.rule];
+                let value = &bytes[r.start..r.end];
+                let (line, column) = pos.advance(bytes, r.start);
+                Finding {
+                    rule_id: rule.id.clone(),
+                    category: rule.category,
+                    severity: rule.severity,
+                    confidence: r.confidence.unwrap_or(rule.confidence),
+                    start: r.start,
+                    end: r.end,
+                    line,
+                    column,
+                    preview: r.preview.unwrap_or_else(|| validate::preview(value)),
+                    detail: r.detail,
+                    fingerprint: validate::fingerprint(&rule.id, value),
+                    placeholder_label: rule.label.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+struct Raw {
+    rule: usize,
+    start: usize,
+    end: usize,
+    confidence: Option<crate::Confidence>,
+    detail: Option<String>,
+    preview: Option<String>,
+}
+
+/// Incremental line/column computation over increasing offsets.
+#[derive(Default)]
+struct LinePos {
+    /// Offset up to which newlines were counted.
+    pos: usize,
+    line: u32,
+    line_start: usize,
+    /// Offset and column count already computed on the current line.
+    col_pos: usize,
+    col: u32,
+}
+
+impl LinePos {
+    fn advance(&mut self, bytes: &[u8], at: usize) -> (u32, u32) {
+        if at < self.pos {
+            // Findings are sorted, but be safe: restart.
+            *self = LinePos::default();
+        }
+        for nl in memchr::memchr_iter(b'\n', &bytes[self.pos..at]) {
+            self.line += 1;
+            self.line_start = self.pos + nl + 1;
+        }
+        self.pos = at;
+        if self.col_pos < self.line_start || self.col_pos > at {
+            self.col_pos = self.line_start;
+            self.col = 0;
+        }
+        self.col += bytes[self.col_pos..at]
+            .iter()
+            .filter(|&&b| (b & 0xC0) != 0x80)
+            .count() as u32;
+        self.col_pos = at;
+        (self.line.saturating_add(1), self.col.saturating_add(1))
+    }
+}
+
+/// Call `f(start, end)` for each run of digits (with separators) long enough to be a phone,
+/// card, id or bank number, or shaped like an IPv4 address.
+fn digit_runs(bytes: &[u8], mut f: impl FnMut(usize, usize)) {
+    let mut i = 0;
+    let n = bytes.len();
+    while i < n {
+        // Skip quickly to the next digit.
+        let Some(off) = bytes[i..].iter().position(u8::is_ascii_digit) else {
+            return;
+        };
+        let start = i + off;
+        let mut j = start;
+        let mut digits = 0usize;
+        let mut dots = 0usize;
+        let mut last_digit = start;
+        while j < n {
+            let b = bytes[j];
+            if b.is_ascii_digit() {
+                digits += 1;
+                last_digit = j;
+            } else if matches!(b, b' ' | b'-' | b'.' | b'(' | b')' | b'/') && j - last_digit <= 2 {
+                if b == b'.' {
+                    dots += 1;
+                }
+            } else {
+                break;
+            }
+            j += 1;
+        }
+        let end = last_digit + 1;
+        if digits >= MIN_DIGITS || (dots >= 3 && digits >= 4) {
+            f(start, end);
+        }
+        i = j.max(start + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Engine>();
+    }
+
+    #[test]
+    fn line_and_column() {
+        let mut p = LinePos::default();
+        let text = "ab\nc\u{e9}d x\nz".as_bytes();
+        assert_eq!(p.advance(text, 0), (1, 1));
+        assert_eq!(p.advance(text, 1), (1, 2));
+        assert_eq!(p.advance(text, 3), (2, 1));
+        // after "cé" (3 bytes) + "d" : 'x' is at byte 3+5=8, column 5
+        assert_eq!(p.advance(text, 8), (2, 5));
+        assert_eq!(p.advance(text, 10), (3, 1));
+    }
+
+    #[test]
+    fn digit_runs_found() {
+        let mut v = Vec::new();
+        digit_runs(
+            b"call +1 (415) 555-2671 now, ip 10.0.0.1, year 2024",
+            |s, e| v.push((s, e)),
+        );
+        assert_eq!(v.len(), 2);
+    }
+}

@@ -1,0 +1,300 @@
+//! Rule definitions (the TOML data model) and their compiled form.
+
+use std::sync::Arc;
+
+use regex_automata::meta;
+use serde::Deserialize;
+
+use crate::covert::Detector;
+use crate::{Category, Confidence, DetectError, Severity};
+
+/// The built-in rule packs, embedded at build time: (origin name, TOML text).
+pub const BUILTIN_PACKS: &[(&str, &str)] = &[
+    (
+        "rules/secrets.toml",
+        include_str!("../../../rules/secrets.toml"),
+    ),
+    ("rules/pii.toml", include_str!("../../../rules/pii.toml")),
+    (
+        "rules/covert.toml",
+        include_str!("../../../rules/covert.toml"),
+    ),
+];
+
+/// Default bytes searched before a keyword hit.
+pub const DEFAULT_WINDOW_BEFORE: usize = 96;
+/// Default bytes searched after a keyword hit.
+pub const DEFAULT_WINDOW_AFTER: usize = 320;
+/// Largest window a rule may ask for.
+pub const MAX_WINDOW: usize = 64 * 1024;
+
+/// One rule pack file: `[[rule]]` tables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    #[serde(default)]
+    pub rule: Vec<RuleDef>,
+}
+
+/// How a rule's candidate windows are found before its regex runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    /// Windows around hits of the rule's `keywords` (case-insensitive). The default.
+    #[default]
+    Keywords,
+    /// Windows around runs of digits (for numeric personal data: phones, cards, ids, IBANs).
+    Digits,
+    /// The regex runs over the whole text. Slow; for custom rules without a literal.
+    Always,
+}
+
+/// A validator run on the matched value after the regex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validator {
+    /// GitHub/npm style token: `prefix_` + 30 random base62 + 6 base62 CRC32. A valid checksum
+    /// raises confidence to high; an invalid one lowers it to low.
+    Crc32Base62,
+    /// Luhn check digit (payment cards).
+    Luhn,
+    /// IBAN: country length and ISO 7064 mod 97-10.
+    Iban,
+    /// China resident identity number: date and ISO 7064 MOD 11-2 check digit.
+    ChinaId,
+    /// US social security number: area/group/serial ranges.
+    UsSsn,
+    /// IPv4 address: octets in range; notes public vs private.
+    Ipv4,
+    /// E-mail address: plausible domain, not a documentation domain.
+    Email,
+    /// Phone number: digit count, not a date or a run of one digit.
+    Phone,
+    /// JWT: header and payload decode to JSON objects, header has `alg`.
+    Jwt,
+    /// Base64 of `user:password` (Docker config, HTTP basic auth).
+    BasicAuthB64,
+    /// A generic value assigned to a secret-looking name: not an identifier, reference or UUID.
+    GenericSecret,
+}
+
+/// A rule as written in TOML.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    pub id: String,
+    pub category: Category,
+    pub description: String,
+    /// Regex (Rust `regex` syntax) with a named capture `value` for the sensitive part; without
+    /// it the whole match is the value. Exactly one of `pattern` and `detector` is given.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Built-in covert-Unicode detector name (only for category `covert`).
+    #[serde(default)]
+    pub detector: Option<String>,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    #[serde(default)]
+    pub anchor: Anchor,
+    #[serde(default)]
+    pub validator: Option<Validator>,
+    pub severity: Severity,
+    pub confidence: Confidence,
+    /// Placeholder label, e.g. `GITHUB_TOKEN`. Defaults to the id upper-cased.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Minimum Shannon entropy of the value in bits per byte.
+    #[serde(default)]
+    pub min_entropy: Option<f64>,
+    /// Bytes searched before a keyword hit.
+    #[serde(default)]
+    pub window_before: Option<usize>,
+    /// Bytes searched after a keyword hit.
+    #[serde(default)]
+    pub window_after: Option<usize>,
+    /// Reject values that look like placeholders or documentation examples. Default: true
+    /// for secrets, false otherwise.
+    #[serde(default)]
+    pub placeholder_check: Option<bool>,
+    /// A generic rule: its finding is dropped where a specific rule found an overlapping value.
+    #[serde(default)]
+    pub generic: bool,
+    #[serde(default)]
+    pub examples: Vec<String>,
+    #[serde(default)]
+    pub negative_examples: Vec<String>,
+    #[serde(default)]
+    pub references: Vec<String>,
+    /// Free-form sets this rule belongs to; `disable` accepts set names.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: Arc<str>,
+    pub category: Category,
+    pub description: String,
+    pub severity: Severity,
+    pub confidence: Confidence,
+    pub keywords: Vec<String>,
+    pub anchor: Anchor,
+    pub validator: Option<Validator>,
+    pub label: Arc<str>,
+    pub min_entropy: Option<f64>,
+    pub window_before: usize,
+    pub window_after: usize,
+    pub placeholder_check: bool,
+    pub generic: bool,
+    pub examples: Vec<String>,
+    pub negative_examples: Vec<String>,
+    pub references: Vec<String>,
+    pub tags: Vec<String>,
+    /// Where the rule came from (`rules/secrets.toml`, a config path...).
+    pub origin: Arc<str>,
+    pub(crate) regex: Option<meta::Regex>,
+    pub(crate) value_group: Option<usize>,
+    pub(crate) detector: Option<Detector>,
+}
+
+impl Rule {
+    /// The pattern source, if this is a regex rule.
+    pub fn is_regex(&self) -> bool {
+        self.regex.is_some()
+    }
+
+    /// The covert detector name, if this is a covert built-in rule.
+    pub fn detector_name(&self) -> Option<&'static str> {
+        self.detector.map(Detector::as_str)
+    }
+
+    pub(crate) fn compile(def: RuleDef, origin: &str) -> Result<Rule, DetectError> {
+        let err = |message: String| DetectError::Rule {
+            origin: origin.to_string(),
+            id: def.id.clone(),
+            message,
+        };
+        if def.id.is_empty()
+            || !def
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(err(
+                "id must be non-empty and use only [A-Za-z0-9._-]".into()
+            ));
+        }
+        let (regex, value_group, detector) = match (&def.pattern, &def.detector) {
+            (Some(p), None) => {
+                let re = meta::Regex::builder()
+                    .configure(
+                        meta::Config::new()
+                            .nfa_size_limit(Some(8 << 20))
+                            .hybrid_cache_capacity(2 << 20),
+                    )
+                    .build(p)
+                    .map_err(|e| err(format!("pattern does not compile: {e}")))?;
+                let group = re
+                    .group_info()
+                    .to_index(regex_automata::PatternID::ZERO, "value");
+                (Some(re), group, None)
+            }
+            (None, Some(d)) => {
+                if def.category != Category::Covert {
+                    return Err(err(
+                        "`detector` is only allowed for category \"covert\"".into()
+                    ));
+                }
+                let det = Detector::from_name(d).ok_or_else(|| {
+                    err(format!(
+                        "unknown detector \"{d}\" (expected one of: {})",
+                        Detector::NAMES.join(", ")
+                    ))
+                })?;
+                (None, None, Some(det))
+            }
+            (Some(_), Some(_)) => {
+                return Err(err("give either `pattern` or `detector`, not both".into()));
+            }
+            (None, None) => return Err(err("missing `pattern`".into())),
+        };
+        if regex.is_some()
+            && def.anchor == Anchor::Keywords
+            && def.keywords.iter().all(|k| k.is_empty())
+        {
+            return Err(err(
+                "needs at least one non-empty keyword (or `anchor = \"digits\"` / `\"always\"`)"
+                    .into(),
+            ));
+        }
+        if let Some(e) = def.min_entropy
+            && !(0.0..=8.0).contains(&e)
+        {
+            return Err(err("min_entropy must be between 0 and 8".into()));
+        }
+        let window_before = def.window_before.unwrap_or(DEFAULT_WINDOW_BEFORE);
+        let window_after = def.window_after.unwrap_or(DEFAULT_WINDOW_AFTER);
+        if window_before > MAX_WINDOW || window_after > MAX_WINDOW {
+            return Err(err(format!(
+                "window_before/window_after must be at most {MAX_WINDOW}"
+            )));
+        }
+        let label = def.label.clone().unwrap_or_else(|| {
+            def.id
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        });
+        Ok(Rule {
+            id: def.id.as_str().into(),
+            category: def.category,
+            description: def.description,
+            severity: def.severity,
+            confidence: def.confidence,
+            keywords: def.keywords,
+            anchor: def.anchor,
+            validator: def.validator,
+            label: label.into(),
+            min_entropy: def.min_entropy,
+            window_before,
+            window_after,
+            placeholder_check: def
+                .placeholder_check
+                .unwrap_or(def.category == Category::Secret),
+            generic: def.generic,
+            examples: def.examples,
+            negative_examples: def.negative_examples,
+            references: def.references,
+            tags: def.tags,
+            origin: origin.into(),
+            regex,
+            value_group,
+            detector,
+        })
+    }
+}
+
+/// Parse one rule pack.
+pub(crate) fn parse_rule_file(text: &str, origin: &str) -> Result<Vec<RuleDef>, DetectError> {
+    let file: RuleFile = toml::from_str(text).map_err(|e| DetectError::RuleFile {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    for r in &file.rule {
+        if !seen.insert(r.id.clone()) {
+            return Err(DetectError::DuplicateId {
+                origin: origin.to_string(),
+                id: r.id.clone(),
+            });
+        }
+    }
+    Ok(file.rule)
+}

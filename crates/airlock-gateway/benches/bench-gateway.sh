@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Added latency of the gateway, measured against the direct path in the same run.
+#
+#   crates/airlock-gateway/benches/bench-gateway.sh            # from the workspace root
+#   RATE=1000 DURATION=20 BODY_KB=100 crates/airlock-gateway/benches/bench-gateway.sh
+#
+# Needs: oha (cargo install oha --no-default-features) or wrk (apt-get install wrk), curl,
+# python3. Everything listens on 127.0.0.1 only.
+set -euo pipefail
+
+RATE=${RATE:-1000}            # requests per second (oha -q)
+DURATION=${DURATION:-20}      # seconds per run
+BODY_KB=${BODY_KB:-100}       # request body size
+CONNS=${CONNS:-32}
+TTFB_N=${TTFB_N:-300}
+MOCK=127.0.0.1:${MOCK_PORT:-18801}
+GW=127.0.0.1:${GW_PORT:-18800}
+TARGET=${CARGO_TARGET_DIR:-target}
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+cargo build --release -q -p airlock-gateway --example mock_upstream --example gateway
+"$TARGET/release/examples/mock_upstream" "$MOCK" 2>/dev/null &
+"$TARGET/release/examples/gateway" "$GW" "$WORK/data" "openai=http://$MOCK/v1" 2>/dev/null &
+GW_PID=$!
+sleep 1
+
+python3 - "$BODY_KB" "$WORK" <<'PY'
+import json, sys
+kb, work = int(sys.argv[1]), sys.argv[2]
+def body(stream):
+    text = ("def handler(request):\n    return process(request)  # context line\n" * 4000)
+    msgs = [{"role": "system", "content": "You are a coding agent."}]
+    b = {"model": "gpt-5", "stream": stream, "messages": msgs}
+    base = len(json.dumps(b).encode())
+    msgs.append({"role": "user", "content": text[: kb * 1024 - base - 40]})
+    return json.dumps(b, separators=(",", ":"))
+open(f"{work}/body.json", "w").write(body(False))
+open(f"{work}/stream.json", "w").write(body(True))
+PY
+echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "# body: $(wc -c < "$WORK/body.json") bytes, rate $RATE/s, $DURATION s, $CONNS connections"
+
+pct() { # name url
+  if command -v oha >/dev/null; then
+    oha --no-tui -z "${DURATION}s" -q "$RATE" -c "$CONNS" -m POST -H 'content-type: application/json' \
+      -H 'user-agent: QwenCode/0.24.4 (linux; x64)' -D "$WORK/body.json" --output-format json "$2" > "$WORK/$1.json"
+    python3 - "$1" "$WORK/$1.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[2]))
+p = d["latencyPercentiles"]; s = d["summary"]
+codes = d.get("statusCodeDistribution", {})
+print(f"{sys.argv[1]:8} rps={s['requestsPerSec']:.0f} p50={p['p50']*1000:.3f}ms p99={p['p99']*1000:.3f}ms p99.9={p['p99.9']*1000:.3f}ms status={codes}")
+PY
+  else
+    cat > "$WORK/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.headers["user-agent"] = "QwenCode/0.24.4 (linux; x64)"
+local f = io.open("$WORK/body.json", "rb"); wrk.body = f:read("*a"); f:close()
+function delay() return math.floor($CONNS * 1000 / $RATE) end
+LUA
+    wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/post.lua" "$2" | sed "s/^/$1 /" | grep -E "Requests/sec|50%|99%|Non-2xx"
+  fi
+}
+
+echo "## non-streaming, ${BODY_KB} KB bodies at ${RATE} req/s"
+pct direct "http://$MOCK/v1/chat/completions"
+pct gateway "http://$GW/v1/chat/completions"
+echo "gateway RSS peak: $(grep VmHWM /proc/$GW_PID/status | awk '{print $2/1024 " MiB"}')"
+
+echo "## streaming time to first byte (${TTFB_N} sequential requests each)"
+ttfb() {
+  for _ in $(seq "$TTFB_N"); do
+    curl -s -o /dev/null -w '%{time_starttransfer}\n' -H 'content-type: application/json' \
+      -H 'user-agent: QwenCode/0.24.4 (linux; x64)' --data-binary "@$WORK/stream.json" "$2"
+  done > "$WORK/$1.ttfb"
+  python3 - "$1" "$WORK/$1.ttfb" <<'PY'
+import sys
+v = sorted(float(x) * 1000 for x in open(sys.argv[2]) if x.strip())
+q = lambda p: v[min(len(v) - 1, int(p * len(v)))]
+print(f"{sys.argv[1]:8} ttfb p50={q(0.5):.3f}ms p99={q(0.99):.3f}ms n={len(v)}")
+PY
+}
+ttfb direct "http://$MOCK/v1/chat/completions"
+ttfb gateway "http://$GW/v1/chat/completions"

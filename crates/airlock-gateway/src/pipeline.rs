@@ -1,0 +1,630 @@
+//! The request pipeline, one stage per function, in the order a request meets them:
+//!
+//! 1. **route** — which API (or admin endpoint) the path names;
+//! 2. **read** — the whole body, bounded by `max_body_bytes` and a time limit, checked to be JSON;
+//! 3. **authenticate** — Airlock key → user/team, or anonymous mode on loopback;
+//! 4. **identify** — which agent at which version (the catalogue in `rules/agents.toml`);
+//! 5. **decide** — the policy: allowed, or refused in the API's own error shape;
+//! 6. **inspect** — the body as it will leave (redaction from `airlock-wire` plugs in here);
+//! 7. **forward** — to the upstream chosen by API and model, with its credential, timeouts
+//!    and retries before any byte reached the agent;
+//! 8. **relay** — the response streamed back frame by frame through an optional transform;
+//! 9. **record** — metrics and a structured log line when the exchange ends (the audit record
+//!    of `airlock-audit` plugs into [`Exchange::finish`]).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airlock_policy::{Identity, Subject, UpstreamApi};
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::api::{self, Endpoint, ErrorKind, Family, RouteError};
+use crate::keys::Principal;
+use crate::metrics::RequestRecord;
+use crate::runtime::{Runtime, Upstream};
+use crate::server::Gateway;
+use crate::upstream::{BoxError, Outcome, Relay, StreamTransform, strip_hop_by_hop};
+
+/// The response body type of the gateway.
+pub type GatewayBody = BoxBody<Bytes, BoxError>;
+/// Response header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "x-airlock-request-id";
+/// Response header on errors Airlock itself wrote: `client`, `upstream` or `airlock`.
+pub const ERROR_SOURCE_HEADER: &str = "x-airlock-error-source";
+
+/// An error answered by the gateway itself.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Reject {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Reject { kind, message: message.into() }
+    }
+}
+
+/// One request as logs, metrics (and later the audit log) see it. Recorded exactly once, when
+/// the exchange ends — normally, with an error, or because the agent hung up.
+pub struct Exchange {
+    gw: Arc<Gateway>,
+    pub id: String,
+    pub api: &'static str,
+    pub peer: SocketAddr,
+    pub tool: String,
+    pub version: String,
+    pub signal: String,
+    pub model: String,
+    pub stream: bool,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    pub key_id: Option<String>,
+    pub decision: &'static str,
+    pub rule: String,
+    pub upstream: Option<String>,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub outcome: Outcome,
+    pub error_source: Option<&'static str>,
+    pub started: Instant,
+    pub upstream_first_byte: Option<Duration>,
+    recorded: bool,
+}
+
+impl Exchange {
+    fn new(gw: Arc<Gateway>, id: String, peer: SocketAddr, started: Instant) -> Self {
+        Exchange {
+            gw,
+            id,
+            api: "none",
+            peer,
+            tool: "unknown".into(),
+            version: String::new(),
+            signal: String::new(),
+            model: String::new(),
+            stream: false,
+            user: None,
+            team: None,
+            key_id: None,
+            decision: "none",
+            rule: String::new(),
+            upstream: None,
+            status: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            outcome: Outcome::Pending,
+            error_source: None,
+            started,
+            upstream_first_byte: None,
+            recorded: false,
+        }
+    }
+
+    /// Records metrics and the log line. Idempotent.
+    pub fn finish(&mut self) {
+        if self.recorded {
+            return;
+        }
+        self.recorded = true;
+        let duration = self.started.elapsed();
+        self.gw.metrics().record_request(&RequestRecord {
+            api: self.api,
+            tool: &self.tool,
+            version: &self.version,
+            model: &self.model,
+            decision: self.decision,
+            status: self.status,
+            duration,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+        });
+        tracing::info!(
+            request_id = %self.id,
+            api = self.api,
+            client = %self.peer,
+            tool = %self.tool,
+            version = %self.version,
+            signal = %self.signal,
+            model = %self.model,
+            stream = self.stream,
+            user = self.user.as_deref().unwrap_or("-"),
+            team = self.team.as_deref().unwrap_or("-"),
+            key_id = self.key_id.as_deref().unwrap_or("-"),
+            decision = self.decision,
+            rule = %self.rule,
+            upstream = self.upstream.as_deref().unwrap_or("-"),
+            status = self.status,
+            outcome = self.outcome.as_str(),
+            error_source = self.error_source.unwrap_or("-"),
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
+            upstream_first_byte_ms = self.upstream_first_byte.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(-1.0),
+            latency_ms = duration.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if self.outcome == Outcome::Pending {
+            self.outcome = Outcome::ClientClosed;
+        }
+        self.finish();
+    }
+}
+
+fn full(body: impl Into<Bytes>) -> GatewayBody {
+    Full::new(body.into()).map_err(|never| match never {}).boxed()
+}
+
+fn plain(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<GatewayBody> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn error_response(family: Family, reject: &Reject) -> Response<GatewayBody> {
+    let mut r = plain(reject.kind.status(), "application/json", api::error_body(family, reject.kind, &reject.message));
+    r.headers_mut()
+        .insert(ERROR_SOURCE_HEADER, HeaderValue::from_static(reject.kind.cause().as_str()));
+    r
+}
+
+fn with_request_id(mut r: Response<GatewayBody>, id: &str) -> Response<GatewayBody> {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        r.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    r
+}
+
+/// Entry point for every request on every connection.
+pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Result<Response<GatewayBody>, Infallible> {
+    let started = Instant::now();
+    let id = gw.next_request_id();
+    let path = req.uri().path();
+    // Admin endpoints first: they are not model APIs and never reach an upstream.
+    match (req.method(), path) {
+        (&Method::GET, "/healthz") => return Ok(with_request_id(plain(StatusCode::OK, "text/plain", "ok\n"), &id)),
+        (&Method::GET, "/readyz") => {
+            let r = if gw.is_ready() {
+                plain(StatusCode::OK, "text/plain", "ready\n")
+            } else {
+                plain(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n")
+            };
+            return Ok(with_request_id(r, &id));
+        }
+        (&Method::GET, "/metrics") => {
+            let r = match gw.admin_allowed(req.headers()) {
+                Ok(()) => plain(StatusCode::OK, "text/plain; version=0.0.4", gw.metrics().render()),
+                Err(msg) => plain(StatusCode::UNAUTHORIZED, "text/plain", msg),
+            };
+            return Ok(with_request_id(r, &id));
+        }
+        _ => {}
+    }
+    let mut ex = Exchange::new(gw.clone(), id.clone(), peer, started);
+    let rt = gw.runtime();
+    let family = match Endpoint::route(req.method(), path) {
+        Ok(e) => e.family(),
+        Err(_) => api::family_for_path(path),
+    };
+    let resp = match process(&gw, &rt, req, &mut ex).await {
+        Ok(resp) => resp,
+        Err(reject) => {
+            ex.status = reject.kind.status().as_u16();
+            ex.error_source = Some(reject.kind.cause().as_str());
+            ex.outcome = Outcome::Complete;
+            if reject.kind.cause() != api::Cause::Client {
+                tracing::warn!(request_id = %ex.id, upstream = ex.upstream.as_deref().unwrap_or("-"), error = %reject.message, "request failed");
+            }
+            let r = error_response(family, &reject);
+            ex.bytes_out = http_body::Body::size_hint(r.body()).exact().unwrap_or(0);
+            ex.finish();
+            r
+        }
+    };
+    Ok(with_request_id(resp, &id))
+}
+
+/// Stages 1–8. Errors come back as a [`Reject`] for the caller's API shape.
+async fn process(gw: &Arc<Gateway>, rt: &Arc<Runtime>, req: Request<Incoming>, ex: &mut Exchange) -> Result<Response<GatewayBody>, Reject> {
+    // 1. route
+    let endpoint = Endpoint::route(req.method(), req.uri().path()).map_err(|e| match e {
+        RouteError::NotFound => Reject::new(
+            ErrorKind::NotFound,
+            format!(
+                "Airlock does not serve {} {}: it serves POST /v1/messages, POST /v1/chat/completions, POST /v1/responses and GET /v1/models",
+                req.method(),
+                truncate(req.uri().path(), 100)
+            ),
+        ),
+        RouteError::MethodNotAllowed(m) => {
+            Reject::new(ErrorKind::MethodNotAllowed, format!("{} needs method {m}", truncate(req.uri().path(), 100)))
+        }
+    })?;
+    ex.api = endpoint.label();
+    let (parts, body) = req.into_parts();
+
+    if endpoint == Endpoint::Models {
+        let principal = authenticate(gw, &parts.headers)?;
+        set_principal(ex, principal.as_ref());
+        let identity = rt.catalogue.identify(&parts.headers, &[]);
+        set_identity(ex, &identity);
+        ex.decision = "allow";
+        ex.status = 200;
+        ex.outcome = Outcome::Complete;
+        let body = if parts.headers.contains_key("anthropic-version") {
+            rt.models_anthropic.clone()
+        } else {
+            rt.models_openai.clone()
+        };
+        ex.bytes_out = body.len() as u64;
+        return Ok(plain(StatusCode::OK, "application/json", body));
+    }
+
+    // 2. read
+    let body = read_body(rt, &parts.headers, body).await?;
+    ex.bytes_in = body.len() as u64;
+    let t_overhead = Instant::now();
+    check_json_content_type(&parts.headers)?;
+    let probe = probe_body(&body)?;
+    let model = match endpoint {
+        Endpoint::Gemini => gemini_model(parts.uri.path()).map(str::to_string),
+        _ => probe.model,
+    };
+    ex.model = model.clone().unwrap_or_default();
+    ex.stream = probe.stream.unwrap_or(false) || parts.uri.path().ends_with(":streamGenerateContent");
+
+    // 3. authenticate
+    let principal = authenticate(gw, &parts.headers)?;
+    set_principal(ex, principal.as_ref());
+
+    // 4. identify
+    let identity = rt.catalogue.identify(&parts.headers, &body);
+    set_identity(ex, &identity);
+
+    // 5. decide
+    let decision = rt.policy.decide(&Subject {
+        user: ex.user.as_deref(),
+        team: ex.team.as_deref(),
+        identity: &identity,
+        model: model.as_deref(),
+    });
+    ex.rule = decision.rule.clone();
+    if !decision.allow {
+        ex.decision = "deny";
+        let message = if decision.message.is_empty() {
+            format!("Blocked by company policy (rule {}).", decision.rule)
+        } else {
+            decision.message
+        };
+        return Err(Reject::new(ErrorKind::PolicyDenied, message));
+    }
+    ex.decision = "allow";
+
+    // 6. inspect
+    let (body, transform) = inspect(rt, ex, body)?;
+
+    // 7. forward
+    let api = match endpoint.family() {
+        Family::Anthropic => UpstreamApi::Anthropic,
+        Family::OpenAi => UpstreamApi::OpenAi,
+        Family::Google => UpstreamApi::Gemini,
+    };
+    let Some(upstream) = rt.upstream_for(api, model.as_deref()) else {
+        return Err(Reject::new(
+            ErrorKind::NotFound,
+            match (&model, api) {
+                (_, UpstreamApi::Gemini) => {
+                    "This Airlock has no Gemini upstream configured; add one with --upstream gemini=https://generativelanguage.googleapis.com or an [[upstream]] with api = \"gemini\"".to_string()
+                }
+                (Some(m), _) => format!("No upstream of this Airlock serves model {:?} for the {} API", truncate(m, 100), api.as_str()),
+                (None, _) => format!("No upstream of this Airlock serves the {} API", api.as_str()),
+            },
+        ));
+    };
+    ex.upstream = Some(upstream.name.clone());
+    let headers = upstream_headers(&parts.headers, upstream, principal.is_some())?;
+    let path = match endpoint {
+        Endpoint::Gemini => parts.uri.path(),
+        e => e.upstream_path(),
+    };
+    let uri = upstream.uri(path, parts.uri.query()).map_err(|e| {
+        Reject::new(ErrorKind::InvalidRequest, format!("cannot build the upstream URL from this request: {e}"))
+    })?;
+    gw.metrics().observe_overhead(ex.api, t_overhead.elapsed());
+    let t_sent = Instant::now();
+    let resp = forward(gw, upstream, uri, headers, body).await?;
+    let first_byte = t_sent.elapsed();
+    ex.upstream_first_byte = Some(first_byte);
+    gw.metrics().observe_first_byte(&upstream.name, first_byte);
+
+    // 8. relay
+    let (mut rparts, incoming) = resp.into_parts();
+    strip_hop_by_hop(&mut rparts.headers);
+    ex.status = rparts.status.as_u16();
+    let idle = upstream.idle_timeout;
+    let exchange = std::mem::replace(ex, Exchange::new(gw.clone(), ex.id.clone(), ex.peer, ex.started));
+    // The placeholder left in `ex` must not be recorded: only the relay records from now on.
+    ex.recorded = true;
+    let relay = Relay::new(incoming, idle, exchange, transform);
+    Ok(Response::from_parts(rparts, BodyExt::boxed(relay)))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let t: String = s.chars().filter(|c| !c.is_control()).take(max).collect();
+    if s.chars().count() > max { format!("{t}…") } else { t }
+}
+
+fn set_principal(ex: &mut Exchange, p: Option<&Principal>) {
+    if let Some(p) = p {
+        ex.user = Some(p.user.clone());
+        ex.team = p.team.clone();
+        ex.key_id = Some(p.key_id.clone());
+    }
+}
+
+fn set_identity(ex: &mut Exchange, id: &Identity) {
+    ex.tool = id.agent_id().to_string();
+    ex.version = id.version.clone().unwrap_or_default();
+    ex.signal = id.signal.clone();
+}
+
+async fn read_body(rt: &Runtime, headers: &HeaderMap, body: Incoming) -> Result<Bytes, Reject> {
+    let max = rt.limits.max_body_bytes;
+    let too_large = || {
+        Reject::new(
+            ErrorKind::RequestTooLarge,
+            format!("Request body is larger than this Airlock's limit of {max} bytes (server.max_body_bytes)"),
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > max
+    {
+        return Err(too_large());
+    }
+    let limited = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
+    match tokio::time::timeout(rt.limits.body_timeout, limited.collect()).await {
+        Err(_) => Err(Reject::new(
+            ErrorKind::RequestTimeout,
+            format!("Request body was not received within {} s", rt.limits.body_timeout.as_secs()),
+        )),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err(Reject::new(ErrorKind::InvalidRequest, format!("Could not read the request body: {e}"))),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+fn check_json_content_type(headers: &HeaderMap) -> Result<(), Reject> {
+    let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)"));
+    let ok = ct.is_some_and(|v| {
+        let media = v.split(';').next().unwrap_or("").trim();
+        media.eq_ignore_ascii_case("application/json")
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Reject::new(
+            ErrorKind::UnsupportedMediaType,
+            format!(
+                "Request body must be JSON with Content-Type: application/json (got {})",
+                ct.map(|c| format!("{:?}", truncate(c, 60))).unwrap_or_else(|| "none".into())
+            ),
+        ))
+    }
+}
+
+/// The few fields the gateway reads from a request body. Parsing into this validates the
+/// whole JSON text without building a tree.
+#[derive(Debug, Deserialize)]
+struct Probe {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+fn probe_body(body: &[u8]) -> Result<Probe, Reject> {
+    serde_json::from_slice::<Probe>(body).map_err(|e| {
+        let what = if e.is_syntax() || e.is_eof() { "Request body is not valid JSON" } else { "Request body is not a valid API request" };
+        // serde_json's messages name the line and column, never the content.
+        Reject::new(ErrorKind::InvalidRequest, format!("{what}: {e}"))
+    })
+}
+
+/// `/v1beta/models/gemini-3.8-flash:streamGenerateContent` → `gemini-3.8-flash`.
+fn gemini_model(path: &str) -> Option<&str> {
+    let rest = path.split("/models/").nth(1)?;
+    let model = rest.split(':').next()?;
+    (!model.is_empty()).then_some(model)
+}
+
+/// The caller's credential as sent: `x-api-key`, `Authorization: Bearer`, or `x-goog-api-key`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim());
+    }
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
+            return Some(v[7..].trim());
+        }
+    }
+    headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// Stage 3: `Ok(None)` = anonymous mode, `Ok(Some)` = a valid Airlock key.
+fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Option<Principal>, Reject> {
+    let keys = gw.keys();
+    if keys.allows_anonymous() && gw.is_loopback() {
+        // Anonymous single-user mode: the caller's vendor key (if any) passes through.
+        return Ok(None);
+    }
+    match presented_key(headers) {
+        None => Err(Reject::new(
+            ErrorKind::Authentication,
+            "This Airlock needs an Airlock API key (x-api-key or Authorization: Bearer); ask your administrator for one (`airlock keys create`)",
+        )),
+        Some(k) => keys.lookup(k).cloned().map(Some).ok_or_else(|| {
+            Reject::new(ErrorKind::Authentication, "Invalid or revoked Airlock API key")
+        }),
+    }
+}
+
+/// Stage 6: the body as it will leave, and the transform for the response stream.
+///
+/// Nothing changes yet, so the original bytes are forwarded untouched. Redaction and covert
+/// Unicode normalisation (`airlock-wire`, issue 4) plug in here: return the rewritten body and
+/// a [`StreamTransform`] that restores placeholders in the response.
+#[allow(clippy::unnecessary_wraps)]
+fn inspect(_rt: &Runtime, _ex: &mut Exchange, body: Bytes) -> Result<(Bytes, Option<Box<dyn StreamTransform>>), Reject> {
+    Ok((body, None))
+}
+
+/// The headers sent upstream: the caller's, minus hop-by-hop headers, with the credential
+/// replaced when the gateway holds the upstream's key.
+fn upstream_headers(incoming: &HeaderMap, up: &Upstream, keyed: bool) -> Result<HeaderMap, Reject> {
+    let mut h = incoming.clone();
+    strip_hop_by_hop(&mut h);
+    let replace = match (&up.credential, keyed) {
+        (Some(_), _) => true,
+        // Anonymous mode without a configured credential: pass the caller's own key through.
+        (None, false) => false,
+        (None, true) => {
+            return Err(Reject::new(
+                ErrorKind::Internal,
+                format!(
+                    "Upstream {:?} has no credential configured; set upstream.credential.env or .file in airlock.toml",
+                    up.name
+                ),
+            ));
+        }
+    };
+    if replace {
+        h.remove("x-api-key");
+        h.remove(header::AUTHORIZATION);
+        h.remove("x-goog-api-key");
+        if let Some(secret) = &up.credential {
+            let (name, value) = match up.api {
+                UpstreamApi::Anthropic => ("x-api-key", secret.expose().to_string()),
+                UpstreamApi::OpenAi => ("authorization", format!("Bearer {}", secret.expose())),
+                UpstreamApi::Gemini => ("x-goog-api-key", secret.expose().to_string()),
+            };
+            let mut v = HeaderValue::from_str(&value).map_err(|_| {
+                Reject::new(
+                    ErrorKind::Internal,
+                    format!("Upstream {:?} credential contains characters not allowed in a header", up.name),
+                )
+            })?;
+            v.set_sensitive(true);
+            h.insert(name, v);
+        }
+    }
+    Ok(h)
+}
+
+/// Stage 7: send, retrying connection failures (nothing reached the upstream, nothing reached
+/// the agent). Timeouts and other errors are not retried: the upstream may have started work.
+async fn forward(gw: &Gateway, up: &Upstream, uri: http::Uri, headers: HeaderMap, body: Bytes) -> Result<Response<Incoming>, Reject> {
+    let host = up.authority.as_str();
+    let mut attempt = 0u32;
+    loop {
+        let mut req = Request::new(Full::new(body.clone()));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = uri.clone();
+        *req.headers_mut() = headers.clone();
+        match tokio::time::timeout(up.first_byte_timeout, up.client.request(req)).await {
+            Ok(Ok(resp)) => return Ok(resp),
+            Ok(Err(e)) if e.is_connect() => {
+                gw.metrics().upstream_error(&up.name, "connect");
+                if attempt < up.retries {
+                    tokio::time::sleep(Duration::from_millis(50u64 << attempt.min(5))).await;
+                    attempt += 1;
+                    continue;
+                }
+                return Err(Reject::new(
+                    ErrorKind::UpstreamUnavailable,
+                    format!("Airlock could not connect to upstream {:?} ({host}) after {} attempt(s): {}", up.name, attempt + 1, error_chain(&e)),
+                ));
+            }
+            Ok(Err(e)) => {
+                gw.metrics().upstream_error(&up.name, "protocol");
+                return Err(Reject::new(
+                    ErrorKind::UpstreamUnavailable,
+                    format!("Upstream {:?} ({host}) failed to answer with a valid HTTP response: {}", up.name, error_chain(&e)),
+                ));
+            }
+            Err(_) => {
+                gw.metrics().upstream_error(&up.name, "first_byte_timeout");
+                return Err(Reject::new(
+                    ErrorKind::UpstreamTimeout,
+                    format!("Upstream {:?} ({host}) sent no response within {} ms", up.name, up.first_byte_timeout.as_millis()),
+                ));
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemini_model_from_path() {
+        assert_eq!(gemini_model("/v1beta/models/gemini-3.8-flash:streamGenerateContent"), Some("gemini-3.8-flash"));
+        assert_eq!(gemini_model("/v1beta/models/:x"), None);
+    }
+
+    #[test]
+    fn presented_key_sources() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer ak_live_x".parse().unwrap());
+        assert_eq!(presented_key(&h), Some("ak_live_x"));
+        h.insert("x-api-key", "ak_live_y".parse().unwrap());
+        assert_eq!(presented_key(&h), Some("ak_live_y"));
+        let mut g = HeaderMap::new();
+        g.insert("x-goog-api-key", "k".parse().unwrap());
+        assert_eq!(presented_key(&g), Some("k"));
+        let mut b = HeaderMap::new();
+        b.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(presented_key(&b), None);
+    }
+
+    #[test]
+    fn probe_rejects_bad_json_without_echoing() {
+        let e = probe_body(b"{\"model\": \"x\", \"secret\": sk-live-123").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidRequest);
+        assert!(!e.message.contains("sk-live"));
+        let e = probe_body(b"[1,2]").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidRequest);
+        let p = probe_body(br#"{"model":"claude-x","stream":true,"messages":[]}"#).unwrap();
+        assert_eq!(p.model.as_deref(), Some("claude-x"));
+        assert_eq!(p.stream, Some(true));
+    }
+}

@@ -1,0 +1,369 @@
+//! Test harness: an in-process mock upstream written with hyper, a gateway on 127.0.0.1:0,
+//! and a plain hyper client. Everything is real HTTP over loopback.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use airlock_gateway::{ConfigSource, Gateway};
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the mock upstream saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A response body fed event by event from the test.
+pub struct ChannelBody(pub mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+type MockBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// The mock upstream. Behaviour is chosen by the `x-mock` request header (which, like every
+/// other non-hop-by-hop header, the gateway passes through):
+/// - absent: 200 JSON echo of the path, or a 3-event SSE stream when the body has `"stream":true`
+/// - `status-429`: 429 with an Anthropic-style rate-limit body and `retry-after`
+/// - `channel`: 200 SSE whose events come from the test through [`Mock::take_stream`]
+/// - `slow`: waits 5 s before answering
+pub struct Mock {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    streams: Arc<Mutex<Vec<oneshot::Sender<mpsc::Sender<Bytes>>>>>,
+}
+
+impl Mock {
+    pub async fn start() -> Mock {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let streams: Arc<Mutex<Vec<oneshot::Sender<mpsc::Sender<Bytes>>>>> = Arc::new(Mutex::new(Vec::new()));
+        let (s2, st2) = (seen.clone(), streams.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (seen, streams) = (s2.clone(), st2.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (seen, streams) = (seen.clone(), streams.clone());
+                        async move { Ok::<_, Infallible>(mock_handle(req, seen, streams).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Mock { addr, seen, streams }
+    }
+
+    /// Registers interest in the next `x-mock: channel` request; resolves to the sender that
+    /// feeds its response body.
+    pub fn take_stream(&self) -> oneshot::Receiver<mpsc::Sender<Bytes>> {
+        let (tx, rx) = oneshot::channel();
+        self.streams.lock().unwrap().push(tx);
+        rx
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("the mock upstream saw no request")
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> MockBody {
+    Full::new(b.into()).boxed()
+}
+
+async fn mock_handle(
+    req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    streams: Arc<Mutex<Vec<oneshot::Sender<mpsc::Sender<Bytes>>>>>,
+) -> Response<MockBody> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let behaviour = parts.headers.get("x-mock").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let stream = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("stream").and_then(|s| s.as_bool()))
+        .unwrap_or(false)
+        || parts.uri.path().ends_with(":streamGenerateContent");
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        path_and_query: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        headers: parts.headers.clone(),
+        body,
+    });
+    match behaviour.as_str() {
+        "status-429" => Response::builder()
+            .status(429)
+            .header("content-type", "application/json")
+            .header("retry-after", "7")
+            .header("anthropic-ratelimit-requests-remaining", "0")
+            .body(full(r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#))
+            .unwrap(),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Response::new(full("late"))
+        }
+        "channel" => {
+            let (tx, rx) = mpsc::channel(16);
+            let waiter = streams.lock().unwrap().pop();
+            if let Some(w) = waiter {
+                let _ = w.send(tx);
+            }
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .header("cache-control", "no-cache")
+                .body(ChannelBody(rx).boxed())
+                .unwrap()
+        }
+        _ if stream => {
+            let events = "event: message_start\ndata: {\"type\":\"message_start\"}\n\n\
+                          event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"hello\"}}\n\n\
+                          event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+            let (tx, rx) = mpsc::channel(4);
+            tokio::spawn(async move {
+                for chunk in events.split_inclusive("\n\n") {
+                    if tx.send(Bytes::from(chunk.to_string())).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .header("x-upstream-marker", "sse")
+                .body(ChannelBody(rx).boxed())
+                .unwrap()
+        }
+        _ => Response::builder()
+            .header("content-type", "application/json")
+            .header("x-upstream-marker", "json")
+            .header("request-id", "req_upstream_1")
+            .body(full(format!("{{\"ok\":true,\"path\":{:?}}}", parts.uri.path())))
+            .unwrap(),
+    }
+}
+
+/// A running gateway.
+pub struct Gw {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// The config used by most tests: all three APIs on the mock, short timeouts.
+pub fn base_config(mock: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 1048576
+max_header_bytes = 16384
+header_timeout_ms = 500
+
+[[upstream]]
+name = "anthropic"
+api = "anthropic"
+base_url = "http://{mock}"
+credential = {{ passthrough = true }}
+first_byte_timeout_ms = 1500
+idle_timeout_ms = 3000
+retries = 1
+
+[[upstream]]
+name = "openai"
+api = "openai"
+base_url = "http://{mock}/v1"
+credential = {{ passthrough = true }}
+first_byte_timeout_ms = 1500
+idle_timeout_ms = 3000
+
+[[upstream]]
+name = "gemini"
+api = "gemini"
+base_url = "http://{mock}"
+credential = {{ passthrough = true }}
+
+[[model]]
+id = "claude-sonnet-4-5"
+api = "anthropic"
+
+[[model]]
+id = "gpt-5"
+api = "openai"
+owned_by = "openai"
+
+{extra}
+"#
+    )
+}
+
+/// Starts a gateway with `config` (TOML text) and a fresh data directory. `prepare` runs on the
+/// data directory before start (e.g. to create keys).
+pub async fn start_gateway_with(config: &str, prepare: impl FnOnce(&std::path::Path)) -> Gw {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("airlock.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    prepare(&data);
+    let source = ConfigSource { path: Some(config_path.clone()), data_dir: Some(data), ..ConfigSource::default() };
+    let gateway = Gateway::new(source).expect("gateway starts");
+    let listener = gateway.bind().await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let g = gateway.clone();
+    let task = tokio::spawn(async move {
+        g.serve(listener, async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Gw { addr, gateway, dir, config_path, shutdown: Some(tx), task: Some(task) }
+}
+
+pub async fn start_gateway(config: &str) -> Gw {
+    start_gateway_with(config, |_| {}).await
+}
+
+pub type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// Sends a request and collects the whole answer.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> (u16, HeaderMap, Bytes) {
+    let mut b = Request::builder().method(method).uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = client().request(b.body(Full::new(body.into())).unwrap()).await.expect("gateway answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
+        .await
+        .expect("body within 10 s")
+        .expect("body")
+        .to_bytes();
+    (status, headers, body)
+}
+
+pub fn json(b: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
+}
+
+pub const JSON: (&str, &str) = ("content-type", "application/json");
+
+/// One `via == "direct"` request from the real agent captures.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub file: String,
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/agents"))
+}
+
+pub fn captured(file: &str) -> Vec<Captured> {
+    let path = fixtures_dir().join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["via"] == "direct")
+        .map(|v| Captured {
+            file: file.to_string(),
+            method: v["method"].as_str().unwrap().to_string(),
+            target: v["target"].as_str().unwrap().to_string(),
+            headers: v["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| (h[0].as_str().unwrap().to_string(), h[1].as_str().unwrap().to_string()))
+                .collect(),
+            body: v["body"].as_str().unwrap().to_string(),
+        })
+        .collect()
+}
+
+/// Headers the gateway (or any HTTP hop) legitimately re-writes.
+pub fn is_hop_header(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "host" | "content-length" | "connection" | "keep-alive" | "transfer-encoding" | "te" | "upgrade" | "proxy-connection"
+    )
+}
+
+/// Builds the captured request against the gateway (hop headers dropped; the client sets them).
+pub fn captured_request(c: &Captured, addr: SocketAddr) -> Request<Full<Bytes>> {
+    let mut b = Request::builder().method(c.method.as_str()).uri(format!("http://{addr}{}", c.target));
+    for (k, v) in &c.headers {
+        if !is_hop_header(k) {
+            b = b.header(k.as_str(), v.as_str());
+        }
+    }
+    b.body(Full::new(Bytes::from(c.body.clone()))).unwrap()
+}
+
+pub async fn metrics(addr: SocketAddr) -> String {
+    let (status, _, body) = send(addr, "GET", "/metrics", &[], Bytes::new()).await;
+    assert_eq!(status, 200);
+    String::from_utf8(body.to_vec()).unwrap()
+}

@@ -1,0 +1,88 @@
+//! Adapter over the shared detection engine (airlock-detect): the review only needs secrets and
+//! covert Unicode, with redacted previews.
+
+use crate::model::Severity;
+
+/// One engine hit, already reduced to what the review shows.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub rule_id: String,
+    /// `secret` or `covert` (personal data and custom markers are not review findings).
+    pub category: &'static str,
+    pub severity: Severity,
+    pub start: usize,
+    pub end: usize,
+    pub preview: String,
+    pub detail: Option<String>,
+}
+
+/// The engine, built once per review.
+pub struct Scanner {
+    engine: airlock_detect::Engine,
+}
+
+fn sev(s: airlock_detect::Severity) -> Severity {
+    match s {
+        airlock_detect::Severity::Info => Severity::Info,
+        airlock_detect::Severity::Low => Severity::Low,
+        airlock_detect::Severity::Medium => Severity::Medium,
+        airlock_detect::Severity::High => Severity::High,
+        airlock_detect::Severity::Critical => Severity::Critical,
+    }
+}
+
+impl Scanner {
+    /// The built-in engine, built once per process (building compiles every rule).
+    pub fn shared() -> Result<&'static Scanner, String> {
+        static SHARED: std::sync::OnceLock<Result<Scanner, String>> = std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| airlock_detect::Engine::builtin().map(|engine| Scanner { engine }).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Secrets and covert-Unicode hits in `text`.
+    pub fn scan(&self, text: &str) -> Vec<Hit> {
+        self.engine
+            .scan(text)
+            .into_iter()
+            .filter_map(|f| {
+                let category = match f.category {
+                    airlock_detect::Category::Secret => "secret",
+                    airlock_detect::Category::Covert => "covert",
+                    _ => return None,
+                };
+                Some(Hit {
+                    rule_id: f.rule_id.to_string(),
+                    category,
+                    severity: sev(f.severity),
+                    start: f.start,
+                    end: f.end,
+                    preview: f.preview,
+                    detail: f.detail,
+                })
+            })
+            .collect()
+    }
+
+    /// `text` with every secret replaced by its redacted preview.
+    pub fn redact(&self, text: &str) -> String {
+        let mut hits: Vec<Hit> = self.scan(text).into_iter().filter(|h| h.category == "secret").collect();
+        if hits.is_empty() {
+            return text.to_string();
+        }
+        hits.sort_by_key(|h| h.start);
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for h in hits {
+            if h.start < at || h.end > text.len() || !text.is_char_boundary(h.start) || !text.is_char_boundary(h.end) {
+                continue;
+            }
+            out.push_str(&text[at..h.start]);
+            out.push_str(&format!("[{}]", h.preview));
+            at = h.end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+}

@@ -1,0 +1,191 @@
+//! What to do with each finding: the `[redaction]` section of airlock.toml.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detector::Category;
+
+/// Action for secrets, personal data and custom markers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Replace the value with a reversible placeholder such as `[REDACTED_GITHUB_TOKEN_1]`.
+    Redact,
+    /// Refuse the request (answered in the API's error shape, naming rule and location).
+    Block,
+    /// Record the finding, forward unchanged.
+    Log,
+    /// Ignore the finding completely.
+    Off,
+}
+
+/// Action for covert Unicode (invisible, tag, bidi-control and look-alike characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CovertAction {
+    /// Remove invisible characters and map look-alikes back to ASCII.
+    Normalize,
+    Block,
+    Log,
+    Off,
+}
+
+/// Per-rule override. `redact` on a covert rule means `normalize` and `normalize` on any other
+/// rule means `redact`: each is "make the outbound text safe" for its category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    Redact,
+    Normalize,
+    Block,
+    Log,
+    Off,
+}
+
+/// The action actually taken for one finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolved {
+    Redact,
+    Normalize,
+    Block,
+    Log,
+    Off,
+}
+
+pub const DEFAULT_SECRET: Action = Action::Redact;
+pub const DEFAULT_PII: Action = Action::Log;
+pub const DEFAULT_COVERT: CovertAction = CovertAction::Normalize;
+pub const DEFAULT_CUSTOM: Action = Action::Redact;
+
+/// Redaction policy: an action per category, overrides per rule id, and dry-run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "snake_case")]
+pub struct Actions {
+    /// Record what would have happened, change and block nothing.
+    pub dry_run: bool,
+    pub secret: Action,
+    pub pii: Action,
+    pub covert: CovertAction,
+    pub custom: Action,
+    /// Overrides by rule id, e.g. `aws-access-key-id = "block"`.
+    pub rules: BTreeMap<String, RuleAction>,
+}
+
+impl Default for Actions {
+    fn default() -> Self {
+        Actions {
+            dry_run: false,
+            secret: DEFAULT_SECRET,
+            pii: DEFAULT_PII,
+            covert: DEFAULT_COVERT,
+            custom: DEFAULT_CUSTOM,
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+/// A partial [`Actions`] for a team or a tool; unset fields keep the base value, rule entries
+/// are added to (and replace) the base's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "snake_case")]
+pub struct ActionsOverride {
+    pub dry_run: Option<bool>,
+    pub secret: Option<Action>,
+    pub pii: Option<Action>,
+    pub covert: Option<CovertAction>,
+    pub custom: Option<Action>,
+    pub rules: BTreeMap<String, RuleAction>,
+}
+
+impl Actions {
+    /// The same action for secrets, personal data and custom markers; covert keeps its default.
+    pub fn all(action: Action) -> Self {
+        Actions {
+            secret: action,
+            pii: action,
+            custom: action,
+            ..Actions::default()
+        }
+    }
+
+    /// This policy with an override layered on top.
+    pub fn with(&self, o: &ActionsOverride) -> Actions {
+        let mut a = self.clone();
+        if let Some(v) = o.dry_run {
+            a.dry_run = v;
+        }
+        if let Some(v) = o.secret {
+            a.secret = v;
+        }
+        if let Some(v) = o.pii {
+            a.pii = v;
+        }
+        if let Some(v) = o.covert {
+            a.covert = v;
+        }
+        if let Some(v) = o.custom {
+            a.custom = v;
+        }
+        for (k, v) in &o.rules {
+            a.rules.insert(k.clone(), *v);
+        }
+        a
+    }
+
+    /// The action for a finding of `rule_id` in `category`.
+    pub fn resolve(&self, rule_id: &str, category: Category) -> Resolved {
+        if let Some(r) = self.rules.get(rule_id) {
+            return match (r, category) {
+                (RuleAction::Redact | RuleAction::Normalize, Category::Covert) => Resolved::Normalize,
+                (RuleAction::Redact | RuleAction::Normalize, _) => Resolved::Redact,
+                (RuleAction::Block, _) => Resolved::Block,
+                (RuleAction::Log, _) => Resolved::Log,
+                (RuleAction::Off, _) => Resolved::Off,
+            };
+        }
+        let a = match category {
+            Category::Secret => self.secret,
+            Category::Pii => self.pii,
+            Category::Custom => self.custom,
+            Category::Covert => {
+                return match self.covert {
+                    CovertAction::Normalize => Resolved::Normalize,
+                    CovertAction::Block => Resolved::Block,
+                    CovertAction::Log => Resolved::Log,
+                    CovertAction::Off => Resolved::Off,
+                };
+            }
+        };
+        match a {
+            Action::Redact => Resolved::Redact,
+            Action::Block => Resolved::Block,
+            Action::Log => Resolved::Log,
+            Action::Off => Resolved::Off,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let a = Actions::default();
+        assert_eq!(a.resolve("x", Category::Secret), Resolved::Redact);
+        assert_eq!(a.resolve("x", Category::Pii), Resolved::Log);
+        assert_eq!(a.resolve("x", Category::Covert), Resolved::Normalize);
+        let o: ActionsOverride = serde_json::from_str(
+            r#"{"pii":"redact","rules":{"aws-key":"block","zw":"redact"}}"#,
+        )
+        .unwrap();
+        let b = a.with(&o);
+        assert_eq!(b.resolve("y", Category::Pii), Resolved::Redact);
+        assert_eq!(b.resolve("aws-key", Category::Secret), Resolved::Block);
+        assert_eq!(b.resolve("zw", Category::Covert), Resolved::Normalize);
+        assert!(serde_json::from_str::<Actions>(r#"{"secrets":"redact"}"#).is_err());
+        assert!(serde_json::from_str::<Actions>(r#"{"covert":"redact"}"#).is_err());
+    }
+}

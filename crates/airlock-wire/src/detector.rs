@@ -1,0 +1,52 @@
+//! The seam between the wire layer and the detection engine.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// What kind of sensitive content a detection is; actions are configured per category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Secret,
+    Pii,
+    Covert,
+    Custom,
+}
+
+/// One match reported by a [`Detector`]. `start..end` is the byte range of the sensitive value
+/// in the text that was scanned. Never holds the value itself.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    pub rule_id: Arc<str>,
+    pub category: Category,
+    pub severity: Arc<str>,
+    pub start: usize,
+    pub end: usize,
+    /// Redacted preview from the engine (safe to log).
+    pub preview: String,
+    /// Label used in placeholders, e.g. `GITHUB_TOKEN`.
+    pub label: Arc<str>,
+    /// Stable, non-reversible fingerprint of the value (safe to log).
+    pub fingerprint: String,
+}
+
+/// A covert-Unicode fix: put `text` in place of `start..end`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+}
+
+/// Anything that can find sensitive content in text. Implemented for the detection engine
+/// (`airlock_detect::Engine`); tests and embedders may supply their own.
+pub trait Detector: Send + Sync {
+    /// Append every detection in `text` to `out`.
+    fn detect(&self, text: &str, out: &mut Vec<Detection>);
+    /// Append the covert-Unicode normalisation of `text` as replacements (invisible, tag and
+    /// bidi characters removed, look-alikes mapped to ASCII where the surrounding text is
+    /// ASCII). Called only for texts with a covert detection whose action is `normalize`; the
+    /// replacements inside that detection's range are applied.
+    fn normalize(&self, text: &str, out: &mut Vec<Replacement>);
+}

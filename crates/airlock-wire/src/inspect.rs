@@ -1,0 +1,595 @@
+//! Outbound inspection: walk every text-bearing part of a request, apply the policy, rewrite.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+use crate::Api;
+use crate::actions::{Actions, Resolved};
+use crate::detector::{Category, Detection, Detector, Replacement};
+use crate::json::{self, Edit, Str, Val};
+use crate::vault::VaultScope;
+use crate::WireError;
+
+/// Where in the request a finding is. Never contains the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// JSON path such as `messages[3].content[0].text`. Inside a JSON-encoded string (tool-call
+    /// arguments) the inner path follows `$`: `messages[2].tool_calls[0].function.arguments$.command`.
+    pub path: String,
+    /// Index in `messages` (Anthropic, Chat) or `input` (Responses).
+    pub message: Option<usize>,
+    /// Index of the content block / part within that message (or within `system`).
+    pub block: Option<usize>,
+}
+
+impl Location {
+    fn root(path: &str) -> Self {
+        Location {
+            path: path.to_owned(),
+            message: None,
+            block: None,
+        }
+    }
+    fn key(&self, k: &str) -> Self {
+        let mut path = String::with_capacity(self.path.len() + k.len() + 1);
+        path.push_str(&self.path);
+        if !path.is_empty() && !path.ends_with('$') {
+            path.push('.');
+        }
+        path.push_str(k);
+        Location {
+            path,
+            ..self.clone()
+        }
+    }
+    fn idx(&self, i: usize) -> Self {
+        Location {
+            path: format!("{}[{i}]", self.path),
+            ..self.clone()
+        }
+    }
+    fn message(mut self, i: usize) -> Self {
+        self.message = Some(i);
+        self
+    }
+    fn block(mut self, i: usize) -> Self {
+        self.block = Some(i);
+        self
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.path)?;
+        match (self.message, self.block) {
+            (Some(m), Some(b)) => write!(f, " (message {m}, block {b})"),
+            (Some(m), None) => write!(f, " (message {m})"),
+            (None, Some(b)) => write!(f, " (block {b})"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// One finding in a request: what matched, where, and what was done. Never the value.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub rule_id: String,
+    pub category: Category,
+    pub severity: String,
+    pub label: String,
+    pub preview: String,
+    pub fingerprint: String,
+    pub location: Location,
+    /// What the policy says to do.
+    pub action: Resolved,
+    /// Whether it was done (false in dry-run, for `log`, where the text may not be modified, or
+    /// when the match overlapped one already handled).
+    pub applied: bool,
+    /// False inside `thinking`/`redacted_thinking` blocks, objects carrying a `signature` and
+    /// Responses `reasoning` items: the provider verifies those, so they are reported only.
+    pub modifiable: bool,
+    /// The placeholder that replaced the value (action `redact`, applied).
+    pub placeholder: Option<String>,
+}
+
+/// A request refused by a `block` action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Block {
+    pub rule_id: String,
+    pub category: Category,
+    pub location: Location,
+}
+
+/// The result of [`inspect`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Inspection {
+    pub findings: Vec<Finding>,
+    /// Set when a `block` action fired (never in dry-run): answer with [`crate::block_error`].
+    pub blocked: Option<Block>,
+    /// The body to forward, or `None` when nothing changed (forward the original bytes).
+    #[serde(skip)]
+    pub body: Option<Vec<u8>>,
+    /// Image, document, audio and file parts seen and not scanned.
+    pub media_parts: usize,
+    /// Text leaves scanned and their total decoded size.
+    pub text_leaves: usize,
+    pub text_bytes: usize,
+    pub dry_run: bool,
+}
+
+/// Inspect a request body of `api`: run `detector` over every text leaf, apply `actions`, take
+/// placeholders from `scope`. Only changed string literals are rewritten; everything else in
+/// the returned body is byte-identical to the input.
+pub fn inspect(
+    api: Api,
+    body: &[u8],
+    detector: &dyn Detector,
+    actions: &Actions,
+    scope: &VaultScope,
+) -> Result<Inspection, WireError> {
+    let src = std::str::from_utf8(body).map_err(|e| WireError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let root = json::parse(src).map_err(|e| WireError::Json {
+        offset: e.offset,
+        reason: e.reason,
+    })?;
+    let Val::Obj(_) = root else {
+        return Err(WireError::NotAnObject);
+    };
+    let mut cx = Cx {
+        det: detector,
+        actions,
+        scope,
+        out: Inspection {
+            dry_run: actions.dry_run,
+            ..Inspection::default()
+        },
+        scratch: Vec::new(),
+    };
+    let mut edits = Vec::new();
+    match api {
+        Api::AnthropicMessages | Api::AnthropicCountTokens => {
+            cx.anthropic(src, &root, &mut edits)
+        }
+        Api::OpenAiChat => cx.chat(src, &root, &mut edits),
+        Api::OpenAiResponses => cx.responses(src, &root, &mut edits),
+    }
+    let mut out = cx.out;
+    if out.blocked.is_none() && !edits.is_empty() {
+        out.body = Some(json::apply_edits(src, &mut edits).into_bytes());
+    }
+    Ok(out)
+}
+
+struct Cx<'a> {
+    det: &'a dyn Detector,
+    actions: &'a Actions,
+    scope: &'a VaultScope,
+    out: Inspection,
+    scratch: Vec<Detection>,
+}
+
+const MEDIA_TYPES: &[&str] = &[
+    "image",
+    "document",
+    "file",
+    "container_upload",
+    "image_url",
+    "input_image",
+    "input_file",
+    "input_audio",
+    "audio",
+];
+
+/// Keys whose values are identifiers, media payloads or opaque provider data, never prose.
+const OPAQUE_KEYS: &[&str] = &[
+    "type",
+    "id",
+    "call_id",
+    "tool_use_id",
+    "tool_call_id",
+    "item_id",
+    "signature",
+    "encrypted_content",
+    "cache_control",
+    "data",
+    "file_data",
+    "image_url",
+    "media_type",
+    "status",
+    "role",
+];
+
+fn is_signed(src: &str, v: &Val) -> bool {
+    v.has(src, "signature") || v.has(src, "encrypted_content")
+}
+
+impl Cx<'_> {
+    /// Scan decoded `text`; return edits in decoded coordinates with unescaped replacements.
+    fn scan_text(&mut self, text: &str, loc: &Location, modifiable: bool) -> Vec<(usize, usize, String)> {
+        self.out.text_leaves += 1;
+        self.out.text_bytes += text.len();
+        let mut dets = std::mem::take(&mut self.scratch);
+        dets.clear();
+        self.det.detect(text, &mut dets);
+        let mut edits = Vec::new();
+        if dets.is_empty() {
+            self.scratch = dets;
+            return edits;
+        }
+        dets.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+        let dry = self.actions.dry_run;
+        let mut last_end = 0usize;
+        let mut covert_fixes: Option<Vec<Replacement>> = None;
+        for d in &dets {
+            let Some(value) = text.get(d.start..d.end).filter(|v| !v.is_empty()) else {
+                tracing::debug!(rule_id = %d.rule_id, "detection with an invalid byte range ignored");
+                continue;
+            };
+            let action = self.actions.resolve(&d.rule_id, d.category);
+            if action == Resolved::Off {
+                continue;
+            }
+            let free = d.start >= last_end;
+            let mut applied = false;
+            let mut placeholder = None;
+            match action {
+                Resolved::Block => {
+                    if !dry {
+                        applied = true;
+                        if self.out.blocked.is_none() {
+                            self.out.blocked = Some(Block {
+                                rule_id: d.rule_id.to_string(),
+                                category: d.category,
+                                location: loc.clone(),
+                            });
+                        }
+                    }
+                }
+                Resolved::Redact if modifiable && !dry && free => {
+                    let ph = self.scope.placeholder(&d.label, value);
+                    edits.push((d.start, d.end, ph.to_string()));
+                    placeholder = Some(ph.to_string());
+                    applied = true;
+                    last_end = d.end;
+                }
+                Resolved::Normalize if modifiable && !dry && free => {
+                    let fixes = covert_fixes.get_or_insert_with(|| {
+                        let mut v = Vec::new();
+                        self.det.normalize(text, &mut v);
+                        v.sort_by_key(|r| (r.start, r.end));
+                        v
+                    });
+                    let mut pos = d.start;
+                    for r in fixes.iter() {
+                        if r.start >= pos && r.end <= d.end && r.start < r.end && text.get(r.start..r.end).is_some() {
+                            edits.push((r.start, r.end, r.text.clone()));
+                            pos = r.end;
+                            applied = true;
+                        }
+                    }
+                    if applied {
+                        last_end = d.end;
+                    }
+                }
+                _ => {}
+            }
+            self.out.findings.push(Finding {
+                rule_id: d.rule_id.to_string(),
+                category: d.category,
+                severity: d.severity.to_string(),
+                label: d.label.to_string(),
+                preview: d.preview.clone(),
+                fingerprint: d.fingerprint.clone(),
+                location: loc.clone(),
+                action,
+                applied,
+                modifiable,
+                placeholder,
+            });
+        }
+        self.scratch = dets;
+        edits
+    }
+
+    fn text(&mut self, src: &str, s: &Str, loc: &Location, modifiable: bool, out: &mut Vec<Edit>) {
+        let dec = s.decode(src);
+        let edits = self.scan_text(&dec.text, loc, modifiable);
+        for (a, b, rep) in edits {
+            out.push(Edit {
+                start: dec.raw_offset(a),
+                end: dec.raw_offset(b),
+                text: json::escape(&rep),
+            });
+        }
+    }
+
+    /// A string holding JSON (tool-call arguments): walk the inner document's strings so that
+    /// replacements stay valid inside it; plain text when it does not parse.
+    fn json_text(&mut self, src: &str, s: &Str, loc: &Location, modifiable: bool, out: &mut Vec<Edit>) {
+        let dec = s.decode(src);
+        let inner: &str = &dec.text;
+        match json::parse(inner) {
+            Ok(v @ (Val::Obj(_) | Val::Arr(_))) => {
+                let mut inner_edits = Vec::new();
+                let iloc = Location {
+                    path: format!("{}$", loc.path),
+                    ..loc.clone()
+                };
+                self.generic(inner, &v, &iloc, modifiable, &mut inner_edits);
+                for e in inner_edits {
+                    out.push(Edit {
+                        start: dec.raw_offset(e.start),
+                        end: dec.raw_offset(e.end),
+                        text: json::escape(&e.text),
+                    });
+                }
+            }
+            _ => {
+                for (a, b, rep) in self.scan_text(inner, loc, modifiable) {
+                    out.push(Edit {
+                        start: dec.raw_offset(a),
+                        end: dec.raw_offset(b),
+                        text: json::escape(&rep),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Every string leaf under `v` (values, not keys), skipping opaque keys and media parts.
+    fn generic(&mut self, src: &str, v: &Val, loc: &Location, modifiable: bool, out: &mut Vec<Edit>) {
+        match v {
+            Val::Str(s) => self.text(src, s, loc, modifiable, out),
+            Val::Arr(items) => {
+                for (i, it) in items.iter().enumerate() {
+                    self.generic(src, it, &loc.idx(i), modifiable, out);
+                }
+            }
+            Val::Obj(members) => {
+                if let Some(ty) = v.get_str(src, "type")
+                    && MEDIA_TYPES.contains(&&*ty)
+                {
+                    self.out.media_parts += 1;
+                    return;
+                }
+                let modifiable = modifiable && !is_signed(src, v);
+                for (k, val) in members {
+                    let key = k.decode(src).text;
+                    if OPAQUE_KEYS.contains(&&*key) {
+                        continue;
+                    }
+                    let kl = loc.key(&key);
+                    match (&*key, val) {
+                        ("arguments" | "tools", Val::Str(s)) => {
+                            self.json_text(src, s, &kl, modifiable, out)
+                        }
+                        _ => self.generic(src, val, &kl, modifiable, out),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn str_field(&mut self, src: &str, obj: &Val, key: &str, loc: &Location, m: bool, out: &mut Vec<Edit>) {
+        if let Some(Val::Str(s)) = obj.get(src, key) {
+            self.text(src, s, &loc.key(key), m, out);
+        }
+    }
+
+    // ---- Anthropic Messages ----
+
+    fn anthropic(&mut self, src: &str, root: &Val, out: &mut Vec<Edit>) {
+        let Val::Obj(members) = root else { return };
+        for (k, v) in members {
+            let key = k.decode(src).text;
+            match (&*key, v) {
+                ("system", Val::Str(s)) => self.text(src, s, &Location::root("system"), true, out),
+                ("system", Val::Arr(blocks)) => {
+                    for (i, b) in blocks.iter().enumerate() {
+                        let loc = Location::root("system").idx(i).block(i);
+                        self.a_block(src, b, &loc, true, out);
+                    }
+                }
+                ("messages", Val::Arr(msgs)) => {
+                    for (mi, m) in msgs.iter().enumerate() {
+                        let loc = Location::root("messages").idx(mi).message(mi);
+                        match m.get(src, "content") {
+                            Some(Val::Str(s)) => self.text(src, s, &loc.key("content"), true, out),
+                            Some(Val::Arr(blocks)) => {
+                                let cl = loc.key("content");
+                                for (bi, b) in blocks.iter().enumerate() {
+                                    self.a_block(src, b, &cl.idx(bi).block(bi), true, out);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                ("tools", _) => self.generic(src, v, &Location::root("tools"), true, out),
+                _ => {}
+            }
+        }
+    }
+
+    fn a_block(&mut self, src: &str, b: &Val, loc: &Location, modifiable: bool, out: &mut Vec<Edit>) {
+        let s = match b {
+            Val::Str(s) => return self.text(src, s, loc, modifiable, out),
+            Val::Obj(_) => b,
+            _ => return,
+        };
+        let ty = s.get_str(src, "type").unwrap_or(Cow::Borrowed(""));
+        let signed = is_signed(src, s) || ty == "thinking" || ty == "redacted_thinking";
+        let m = modifiable && !signed;
+        match &*ty {
+            "text" => self.str_field(src, s, "text", loc, m, out),
+            "thinking" => self.str_field(src, s, "thinking", loc, false, out),
+            "redacted_thinking" => {}
+            "tool_use" | "server_tool_use" | "mcp_tool_use" => {
+                if let Some(input) = s.get(src, "input") {
+                    self.generic(src, input, &loc.key("input"), m, out);
+                }
+            }
+            t if MEDIA_TYPES.contains(&t) => self.out.media_parts += 1,
+            _ => {
+                // tool_result, search_result, web_search_tool_result and future types: text and
+                // nested content blocks.
+                self.str_field(src, s, "text", loc, m, out);
+                match s.get(src, "content") {
+                    Some(Val::Str(c)) => self.text(src, c, &loc.key("content"), m, out),
+                    Some(Val::Arr(blocks)) => {
+                        let cl = loc.key("content");
+                        for (i, nb) in blocks.iter().enumerate() {
+                            self.a_block(src, nb, &cl.idx(i), m, out);
+                        }
+                    }
+                    Some(other @ Val::Obj(_)) => self.generic(src, other, &loc.key("content"), m, out),
+                    _ => {}
+                }
+                if let Some(input) = s.get(src, "input") {
+                    self.generic(src, input, &loc.key("input"), m, out);
+                }
+            }
+        }
+    }
+
+    // ---- OpenAI Chat Completions ----
+
+    fn chat(&mut self, src: &str, root: &Val, out: &mut Vec<Edit>) {
+        let Val::Obj(members) = root else { return };
+        for (k, v) in members {
+            let key = k.decode(src).text;
+            match (&*key, v) {
+                ("messages", Val::Arr(msgs)) => {
+                    for (mi, msg) in msgs.iter().enumerate() {
+                        let loc = Location::root("messages").idx(mi).message(mi);
+                        self.chat_message(src, msg, &loc, out);
+                    }
+                }
+                ("tools" | "functions", _) => self.generic(src, v, &Location::root(&key), true, out),
+                _ => {}
+            }
+        }
+    }
+
+    fn chat_message(&mut self, src: &str, msg: &Val, loc: &Location, out: &mut Vec<Edit>) {
+        let Val::Obj(members) = msg else { return };
+        for (k, v) in members {
+            let key = k.decode(src).text;
+            let kl = loc.key(&key);
+            match (&*key, v) {
+                ("content", Val::Str(s)) => self.text(src, s, &kl, true, out),
+                ("content", Val::Arr(parts)) => {
+                    for (pi, p) in parts.iter().enumerate() {
+                        self.part(src, p, &kl.idx(pi).block(pi), true, out);
+                    }
+                }
+                ("reasoning_content" | "refusal", Val::Str(s)) => self.text(src, s, &kl, true, out),
+                ("tool_calls", Val::Arr(calls)) => {
+                    for (ci, c) in calls.iter().enumerate() {
+                        let cl = kl.idx(ci).block(ci);
+                        if let Some(f) = c.get(src, "function") {
+                            if let Some(Val::Str(a)) = f.get(src, "arguments") {
+                                self.json_text(src, a, &cl.key("function.arguments"), true, out);
+                            }
+                        } else if let Some(cu) = c.get(src, "custom") {
+                            self.str_field(src, cu, "input", &cl.key("custom"), true, out);
+                        }
+                    }
+                }
+                ("function_call", Val::Obj(_)) => {
+                    if let Some(Val::Str(a)) = v.get(src, "arguments") {
+                        self.json_text(src, a, &kl.key("arguments"), true, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A content part of Chat or Responses.
+    fn part(&mut self, src: &str, p: &Val, loc: &Location, modifiable: bool, out: &mut Vec<Edit>) {
+        match p {
+            Val::Str(s) => self.text(src, s, loc, modifiable, out),
+            Val::Obj(_) => {
+                let ty = p.get_str(src, "type").unwrap_or(Cow::Borrowed(""));
+                if MEDIA_TYPES.contains(&&*ty) {
+                    self.out.media_parts += 1;
+                    return;
+                }
+                let m = modifiable && !is_signed(src, p);
+                self.str_field(src, p, "text", loc, m, out);
+                self.str_field(src, p, "refusal", loc, m, out);
+            }
+            _ => {}
+        }
+    }
+
+    // ---- OpenAI Responses ----
+
+    fn responses(&mut self, src: &str, root: &Val, out: &mut Vec<Edit>) {
+        let Val::Obj(members) = root else { return };
+        for (k, v) in members {
+            let key = k.decode(src).text;
+            match (&*key, v) {
+                ("instructions", Val::Str(s)) => self.text(src, s, &Location::root("instructions"), true, out),
+                ("input", Val::Str(s)) => self.text(src, s, &Location::root("input"), true, out),
+                ("input", Val::Arr(items)) => {
+                    for (ii, it) in items.iter().enumerate() {
+                        let loc = Location::root("input").idx(ii).message(ii);
+                        self.r_item(src, it, &loc, out);
+                    }
+                }
+                ("tools", _) => self.generic(src, v, &Location::root("tools"), true, out),
+                _ => {}
+            }
+        }
+    }
+
+    fn r_item(&mut self, src: &str, it: &Val, loc: &Location, out: &mut Vec<Edit>) {
+        let Val::Obj(members) = it else { return };
+        let ty = it.get_str(src, "type");
+        let ty: &str = ty.as_deref().unwrap_or("message");
+        let m = !is_signed(src, it) && ty != "reasoning";
+        let content_like = |cx: &mut Self, key: &str, out: &mut Vec<Edit>| match it.get(src, key) {
+            Some(Val::Str(s)) => cx.text(src, s, &loc.key(key), m, out),
+            Some(Val::Arr(parts)) => {
+                let kl = loc.key(key);
+                for (pi, p) in parts.iter().enumerate() {
+                    cx.part(src, p, &kl.idx(pi).block(pi), m, out);
+                }
+            }
+            _ => {}
+        };
+        match ty {
+            "message" => content_like(self, "content", out),
+            "reasoning" => {
+                content_like(self, "summary", out);
+                content_like(self, "content", out);
+            }
+            "function_call" | "mcp_call" => {
+                if let Some(Val::Str(a)) = it.get(src, "arguments") {
+                    self.json_text(src, a, &loc.key("arguments"), m, out);
+                }
+            }
+            "custom_tool_call" => self.str_field(src, it, "input", loc, m, out),
+            t if t.ends_with("_output") => content_like(self, "output", out),
+            _ => {
+                for (k, v) in members {
+                    let key = k.decode(src).text;
+                    if OPAQUE_KEYS.contains(&&*key) || key == "name" {
+                        continue;
+                    }
+                    let kl = loc.key(&key);
+                    match (&*key, v) {
+                        ("arguments" | "tools", Val::Str(s)) => self.json_text(src, s, &kl, m, out),
+                        _ => self.generic(src, v, &kl, m, out),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! LLM API wire formats (Anthropic Messages, OpenAI Chat Completions, OpenAI Responses, SSE):
+//! parse, walk text, rewrite, restore.
+//!
+//! What it does: finds every text-bearing part of a request of each API (system prompts,
+//! message text, tool inputs and results, function-call arguments, Responses instructions and
+//! input items), runs a [`Detector`] over it, applies the redaction policy ([`Actions`]) and
+//! rewrites the body by splicing only the changed string literals into the original bytes, so
+//! everything else stays byte-identical and a request sent twice yields the same bytes. The
+//! [`Vault`] maps values to deterministic, reversible placeholders; [`restore_json`] and
+//! [`StreamRestorer`] put the original values back into responses, including SSE streams where a
+//! placeholder is split across events. [`peek`] and [`UsageAccumulator`] give the gateway the
+//! model, stream flag and token usage.
+//!
+//! What it does not do: no HTTP, no I/O, no async, no detection rules of its own (the engine in
+//! `airlock-detect` finds things; this crate knows where text lives in each API and how to change
+//! it without breaking the agent or the provider's signatures). Image, document and file data is
+//! counted, not scanned. `thinking` blocks, objects carrying a `signature` and Responses
+//! `reasoning` items are reported on but never modified: the provider verifies them.
+
+mod actions;
+mod detector;
+mod engine;
+mod inspect;
+pub mod json;
+mod peek;
+mod restore;
+mod sse;
+mod usage;
+mod vault;
+
+pub use actions::{
+    Action, Actions, ActionsOverride, CovertAction, DEFAULT_COVERT, DEFAULT_CUSTOM, DEFAULT_PII,
+    DEFAULT_SECRET, Resolved, RuleAction,
+};
+pub use detector::{Category, Detection, Detector, Replacement};
+pub use inspect::{Block, Finding, Inspection, Location, inspect};
+pub use peek::{Peek, peek};
+pub use restore::restore_json;
+pub use sse::{DEFAULT_MAX_EVENT_BYTES, SseEvent, StreamRestorer, StreamStats, parse_sse};
+pub use usage::{Usage, UsageAccumulator};
+pub use vault::{
+    MAX_PLACEHOLDER_LEN, PLACEHOLDER_PREFIX, SecretValue, Vault, VaultConfig, VaultScope,
+    sanitize_label,
+};
+
+/// The model APIs Airlock speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// `POST /v1/messages`
+    AnthropicMessages,
+    /// `POST /v1/messages/count_tokens` (same body shape as Messages, no stream)
+    AnthropicCountTokens,
+    /// `POST /v1/chat/completions`
+    OpenAiChat,
+    /// `POST /v1/responses`
+    OpenAiResponses,
+}
+
+impl Api {
+    /// The API of a request path (query string ignored), e.g. `/v1/messages?beta=true`.
+    pub fn from_path(path: &str) -> Option<Api> {
+        let p = path.split('?').next().unwrap_or("").trim_end_matches('/');
+        match p {
+            "/v1/messages" => Some(Api::AnthropicMessages),
+            "/v1/messages/count_tokens" => Some(Api::AnthropicCountTokens),
+            "/v1/chat/completions" => Some(Api::OpenAiChat),
+            "/v1/responses" => Some(Api::OpenAiResponses),
+            _ => None,
+        }
+    }
+
+    pub fn is_anthropic(self) -> bool {
+        matches!(self, Api::AnthropicMessages | Api::AnthropicCountTokens)
+    }
+}
+
+/// Why a body could not be handled. Offsets only: never any content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("request body is not valid UTF-8 (at byte {offset})")]
+    NotUtf8 { offset: usize },
+    #[error("request body is not valid JSON: {reason} at byte {offset}")]
+    Json { offset: usize, reason: &'static str },
+    #[error("request body is not a JSON object")]
+    NotAnObject,
+}
+
+/// The HTTP status and body, in `api`'s own error shape, for a request refused by a `block`
+/// action. Names the rule and the location, never the value.
+pub fn block_error(api: Api, block: &Block) -> (u16, Vec<u8>) {
+    let cat = match block.category {
+        Category::Secret => "a secret",
+        Category::Pii => "personal data",
+        Category::Covert => "covert Unicode characters",
+        Category::Custom => "content marked confidential",
+    };
+    let message = format!(
+        "Airlock blocked this request: {cat} (rule {}) found in {}. Remove it and try again.",
+        block.rule_id, block.location
+    );
+    let body = if api.is_anthropic() {
+        serde_json::json!({
+            "type": "error",
+            "error": {"type": "permission_error", "message": message},
+        })
+    } else {
+        serde_json::json!({
+            "error": {
+                "message": message,
+                "type": "permission_error",
+                "param": block.location.path,
+                "code": "airlock_blocked",
+            }
+        })
+    };
+    (403, body.to_string().into_bytes())
+}

@@ -1,0 +1,376 @@
+//! The reversible placeholder map.
+//!
+//! Placeholders are deterministic per scope (a user key or session): the same value always gets
+//! the same `[REDACTED_<LABEL>_<n>]`, numbered per label in order of first appearance. Agents
+//! resend the whole conversation every turn, so the upstream sees byte-identical prefixes and
+//! its prompt cache keeps working. Values live only in memory, are zeroised on drop and never
+//! appear in `Debug` output. Scopes expire after a TTL of inactivity; the number of scopes and
+//! the entries and bytes per scope are bounded (least recently used goes first).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroize;
+
+/// Upper bound on a placeholder's length, `[REDACTED_` + label + `_` + number + `]`.
+pub const MAX_PLACEHOLDER_LEN: usize = 64;
+const MAX_LABEL_LEN: usize = 32;
+pub const PLACEHOLDER_PREFIX: &str = "[REDACTED_";
+
+/// A sensitive value: zeroised on drop, redacted in `Debug`.
+pub struct SecretValue(Box<str>);
+
+impl SecretValue {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+impl Drop for SecretValue {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretValue(<{} bytes redacted>)", self.0.len())
+    }
+}
+impl PartialEq for SecretValue {
+    fn eq(&self, o: &Self) -> bool {
+        self.0 == o.0
+    }
+}
+impl Eq for SecretValue {}
+impl Hash for SecretValue {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.0.hash(h)
+    }
+}
+impl std::borrow::Borrow<str> for SecretValue {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Limits of a [`Vault`].
+#[derive(Debug, Clone, Copy)]
+pub struct VaultConfig {
+    /// A scope unused for this long is forgotten.
+    pub ttl: Duration,
+    pub max_scopes: usize,
+    pub max_entries_per_scope: usize,
+    /// Sum of value lengths per scope.
+    pub max_bytes_per_scope: usize,
+}
+
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_MAX_SCOPES: usize = 10_000;
+pub const DEFAULT_MAX_ENTRIES_PER_SCOPE: usize = 10_000;
+pub const DEFAULT_MAX_BYTES_PER_SCOPE: usize = 4 << 20;
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        VaultConfig {
+            ttl: DEFAULT_TTL,
+            max_scopes: DEFAULT_MAX_SCOPES,
+            max_entries_per_scope: DEFAULT_MAX_ENTRIES_PER_SCOPE,
+            max_bytes_per_scope: DEFAULT_MAX_BYTES_PER_SCOPE,
+        }
+    }
+}
+
+/// All scopes. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Vault {
+    inner: Arc<Mutex<Scopes>>,
+    cfg: VaultConfig,
+}
+
+struct Scopes {
+    map: HashMap<String, Arc<Mutex<ScopeData>>>,
+    calls: u64,
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vault")
+            .field("scopes", &lock(&self.inner).map.len())
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Default for Vault {
+    fn default() -> Self {
+        Vault::new(VaultConfig::default())
+    }
+}
+
+impl Vault {
+    pub fn new(cfg: VaultConfig) -> Self {
+        Vault {
+            inner: Arc::new(Mutex::new(Scopes {
+                map: HashMap::new(),
+                calls: 0,
+            })),
+            cfg,
+        }
+    }
+
+    /// The scope for `key` (e.g. `user:alice` or a session id), created if needed.
+    pub fn scope(&self, key: &str) -> VaultScope {
+        let now = Instant::now();
+        let mut s = lock(&self.inner);
+        s.calls += 1;
+        if s.calls % 1024 == 0 || s.map.len() >= self.cfg.max_scopes {
+            let ttl = self.cfg.ttl;
+            s.map
+                .retain(|_, d| now.duration_since(lock(d).last_used) < ttl);
+            while s.map.len() >= self.cfg.max_scopes.max(1) {
+                let oldest = s
+                    .map
+                    .iter()
+                    .min_by_key(|(_, d)| lock(d).last_used)
+                    .map(|(k, _)| k.clone());
+                match oldest {
+                    Some(k) => {
+                        s.map.remove(&k);
+                    }
+                    None => break,
+                }
+            }
+        }
+        if let Some(d) = s.map.get(key) {
+            let expired = now.duration_since(lock(d).last_used) >= self.cfg.ttl;
+            if !expired {
+                let d = d.clone();
+                lock(&d).last_used = now;
+                return VaultScope { data: d };
+            }
+        }
+        let d = Arc::new(Mutex::new(ScopeData::new(self.cfg, now)));
+        s.map.insert(key.to_owned(), d.clone());
+        VaultScope { data: d }
+    }
+
+    pub fn scope_count(&self) -> usize {
+        lock(&self.inner).map.len()
+    }
+}
+
+/// Map key: a shared value, looked up by `&str`.
+#[derive(PartialEq, Eq, Hash)]
+struct VKey(Arc<SecretValue>);
+impl std::borrow::Borrow<str> for VKey {
+    fn borrow(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+struct Entry {
+    placeholder: Arc<str>,
+    tick: u64,
+}
+
+struct ScopeData {
+    by_value: HashMap<VKey, Entry>,
+    by_placeholder: HashMap<Arc<str>, Arc<SecretValue>>,
+    counters: HashMap<Box<str>, u64>,
+    bytes: usize,
+    tick: u64,
+    last_used: Instant,
+    cfg: VaultConfig,
+}
+
+impl ScopeData {
+    fn new(cfg: VaultConfig, now: Instant) -> Self {
+        ScopeData {
+            by_value: HashMap::new(),
+            by_placeholder: HashMap::new(),
+            counters: HashMap::new(),
+            bytes: 0,
+            tick: 0,
+            last_used: now,
+            cfg,
+        }
+    }
+
+    fn evict(&mut self) {
+        // Drop the least recently used tenth (at least one) of the entries.
+        let n = (self.by_value.len() / 10).max(1);
+        let mut ticks: Vec<u64> = self.by_value.values().map(|e| e.tick).collect();
+        ticks.sort_unstable();
+        let Some(&cut) = ticks.get(n - 1) else { return };
+        let by_placeholder = &mut self.by_placeholder;
+        let mut freed = 0;
+        self.by_value.retain(|v, e| {
+            if e.tick <= cut {
+                by_placeholder.remove(&e.placeholder);
+                freed += v.0.expose().len();
+                false
+            } else {
+                true
+            }
+        });
+        self.bytes -= freed.min(self.bytes);
+    }
+}
+
+/// One scope of the vault. Cheap to clone; safe to share between threads.
+#[derive(Clone)]
+pub struct VaultScope {
+    data: Arc<Mutex<ScopeData>>,
+}
+
+impl fmt::Debug for VaultScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultScope")
+            .field("entries", &self.len())
+            .finish()
+    }
+}
+
+/// `GITHUB_TOKEN` style: upper-case ASCII letters, digits and single underscores.
+pub fn sanitize_label(label: &str) -> String {
+    let mut out = String::new();
+    for c in label.chars() {
+        let c = c.to_ascii_uppercase();
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+        if out.len() >= MAX_LABEL_LEN {
+            break;
+        }
+    }
+    while out.ends_with('_') {
+        out.pop();
+    }
+    if out.is_empty() {
+        out.push_str("SECRET");
+    }
+    out
+}
+
+impl VaultScope {
+    /// A standalone scope not attached to any vault (tests, one-shot scans).
+    pub fn detached() -> Self {
+        VaultScope {
+            data: Arc::new(Mutex::new(ScopeData::new(
+                VaultConfig::default(),
+                Instant::now(),
+            ))),
+        }
+    }
+
+    /// The placeholder for `value`, assigning the next number for `label` on first sight.
+    pub fn placeholder(&self, label: &str, value: &str) -> Arc<str> {
+        let mut d = lock(&self.data);
+        d.tick += 1;
+        let tick = d.tick;
+        if let Some(e) = d.by_value.get_mut(value) {
+            e.tick = tick;
+            return e.placeholder.clone();
+        }
+        while !d.by_value.is_empty()
+            && (d.by_value.len() >= d.cfg.max_entries_per_scope
+                || d.bytes + value.len() > d.cfg.max_bytes_per_scope)
+        {
+            d.evict();
+        }
+        let label = sanitize_label(label);
+        let n = {
+            let c = d.counters.entry(label.clone().into_boxed_str()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        let ph: Arc<str> = Arc::from(format!("{PLACEHOLDER_PREFIX}{label}_{n}]"));
+        let v = Arc::new(SecretValue(value.into()));
+        d.bytes += value.len();
+        d.by_placeholder.insert(ph.clone(), v.clone());
+        d.by_value.insert(
+            VKey(v),
+            Entry {
+                placeholder: ph.clone(),
+                tick,
+            },
+        );
+        ph
+    }
+
+    /// The original value behind a placeholder this scope issued.
+    pub fn lookup(&self, placeholder: &str) -> Option<Arc<SecretValue>> {
+        let d = lock(&self.data);
+        d.by_placeholder.get(placeholder).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.data).by_value.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_numbering_and_lookup() {
+        let v = Vault::default();
+        let s = v.scope("user:a");
+        let a = s.placeholder("github token", "ghp_one");
+        let b = s.placeholder("GITHUB_TOKEN", "ghp_two");
+        let c = s.placeholder("email", "a@b.c");
+        assert_eq!(&*a, "[REDACTED_GITHUB_TOKEN_1]");
+        assert_eq!(&*b, "[REDACTED_GITHUB_TOKEN_2]");
+        assert_eq!(&*c, "[REDACTED_EMAIL_1]");
+        assert_eq!(&*v.scope("user:a").placeholder("x", "ghp_one"), &*a);
+        assert_eq!(s.lookup(&a).unwrap().expose(), "ghp_one");
+        // other scope: independent numbering, no cross-scope lookup
+        let o = v.scope("user:b");
+        assert!(o.lookup(&a).is_none());
+        assert_eq!(&*o.placeholder("GITHUB_TOKEN", "ghp_two"), "[REDACTED_GITHUB_TOKEN_1]");
+        assert!(!format!("{s:?}{v:?}{:?}", s.lookup(&a)).contains("ghp_one"));
+    }
+
+    #[test]
+    fn bounded() {
+        let v = Vault::new(VaultConfig {
+            max_entries_per_scope: 10,
+            max_scopes: 3,
+            ..VaultConfig::default()
+        });
+        let s = v.scope("k");
+        for i in 0..100 {
+            s.placeholder("T", &format!("value{i}"));
+        }
+        assert!(s.len() <= 10);
+        assert_eq!(s.lookup("[REDACTED_T_100]").unwrap().expose(), "value99");
+        assert!(s.lookup("[REDACTED_T_1]").is_none());
+        for i in 0..10 {
+            v.scope(&format!("s{i}"));
+        }
+        assert!(v.scope_count() <= 3);
+    }
+
+    #[test]
+    fn ttl_expires_scope() {
+        let v = Vault::new(VaultConfig {
+            ttl: Duration::from_millis(1),
+            ..VaultConfig::default()
+        });
+        let ph = v.scope("k").placeholder("T", "x");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(v.scope("k").lookup(&ph).is_none());
+    }
+}

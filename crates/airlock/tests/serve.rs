@@ -1,0 +1,173 @@
+//! `airlock serve` end to end: the real binary in front of a tiny loopback upstream.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A one-route HTTP/1.1 upstream on a thread: records each request, answers `{"ok":true}`.
+fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (head, body) = read_message(&mut stream);
+            s.lock().unwrap().push(format!("{head}\r\n\r\n{body}"));
+            let resp = "{\"ok\":true}";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{resp}",
+                resp.len()
+            );
+        }
+    });
+    (addr, seen)
+}
+
+fn read_message(stream: &mut TcpStream) -> (String, String) {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).unwrap_or(0) == 0 {
+            break;
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).trim_end().to_string();
+    let len = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    let _ = stream.read_exact(&mut body);
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn start(args: &[&str]) -> (Server, Option<SocketAddr>, String) {
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+        .arg("serve")
+        .args(args)
+        .env_remove("AIRLOCK_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = String::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        log.push_str(&line);
+        log.push('\n');
+        if let Some(a) = line.strip_prefix("airlock serve: listening on http://") {
+            return (Server(child), a.trim().parse().ok(), log);
+        }
+    }
+    (Server(child), None, log)
+}
+
+fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.read_to_string(&mut out);
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
+#[test]
+fn quick_start_forwards_with_the_callers_key() {
+    let (up, seen) = upstream();
+    let data = tempfile::tempdir().unwrap();
+    let upstream_arg = format!("anthropic=http://{up}");
+    let (_srv, addr, log) = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream_arg,
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    let addr = addr.unwrap_or_else(|| panic!("serve did not start:\n{log}"));
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#;
+    let (status, resp) = post(
+        addr,
+        "/v1/messages?beta=true",
+        &[
+            ("content-type", "application/json"),
+            ("x-api-key", "sk-ant-callers-own"),
+            ("user-agent", "claude-cli/2.1.332 (external, cli)"),
+            ("anthropic-beta", "brand-new-beta-2099"),
+        ],
+        body,
+    );
+    assert_eq!(status, 200, "{resp}");
+    assert!(resp.ends_with("{\"ok\":true}"));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let req = &seen[0];
+    assert!(req.starts_with("POST /v1/messages?beta=true HTTP/1.1"), "{req}");
+    assert!(req.contains("x-api-key: sk-ant-callers-own"));
+    assert!(req.contains("anthropic-beta: brand-new-beta-2099"));
+    assert!(req.ends_with(body), "body forwarded byte for byte");
+
+    // A blocked version gets Anthropic's error shape with the reason.
+    let (status, resp) = post(
+        addr,
+        "/v1/messages",
+        &[("content-type", "application/json"), ("user-agent", "claude-cli/2.1.150 (external, cli)")],
+        body,
+    );
+    assert_eq!(status, 403, "{resp}");
+    assert!(resp.contains("\"permission_error\"") && resp.contains("2.1.198"), "{resp}");
+}
+
+#[test]
+fn anonymous_mode_refused_on_non_loopback() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir", data.path().to_str().unwrap()])
+        .env_remove("AIRLOCK_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to run without Airlock keys") && err.contains("airlock keys create"), "{err}");
+}
+
+#[test]
+fn bad_upstream_flag_is_a_usage_error() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--upstream", "nope", "--data-dir", data.path().to_str().unwrap()])
+        .env_remove("AIRLOCK_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NAME=URL"));
+}
