@@ -61,7 +61,9 @@ fn throughput(c: &mut Criterion) {
         .expect("open");
         g.bench_function(format!("submit_{N}_max_batch_{max_batch}"), |b| {
             b.iter(|| {
-                let pending: Vec<_> = (0..N).map(|i| log.submit(record(i)).expect("queue")).collect();
+                let pending: Vec<_> = (0..N)
+                    .map(|i| log.submit(record(i)).expect("queue"))
+                    .collect();
                 for p in pending {
                     black_box(p.wait().expect("commit"));
                 }
@@ -79,7 +81,12 @@ fn latency(c: &mut Criterion) {
     c.bench_function("submit_to_committed_idle", |b| {
         b.iter(|| {
             i += 1;
-            black_box(log.submit(record(i)).expect("queue").wait().expect("commit"))
+            black_box(
+                log.submit(record(i))
+                    .expect("queue")
+                    .wait()
+                    .expect("commit"),
+            )
         })
     });
     log.shutdown();

@@ -13,12 +13,16 @@ use airlock_audit::{AuditLog, AuditOptions, AuditRecord, Decision};
 use time::OffsetDateTime;
 
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let rate = args.first().copied().unwrap_or(5000).max(1);
     let secs = args.get(1).copied().unwrap_or(10).max(1);
     let threads = args.get(2).copied().unwrap_or(64).max(1);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = std::env::var_os("AUDIT_LOAD_DIR").map_or_else(|| tmp.path().to_path_buf(), Into::into);
+    let dir =
+        std::env::var_os("AUDIT_LOAD_DIR").map_or_else(|| tmp.path().to_path_buf(), Into::into);
     let log = Arc::new(AuditLog::open(&dir, AuditOptions::default()).expect("open"));
     let per_thread = Duration::from_secs_f64(threads as f64 / rate as f64);
     let start = Instant::now();
@@ -69,7 +73,11 @@ fn main() {
     }
     let elapsed = start.elapsed();
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     let stats = log.stats();
     println!(
         "target {rate}/s for {secs}s with {threads} threads: committed {} in {:.2}s = {:.0} records/s; overflowed {overflow}; batches {} (avg {:.1} records); checkpoints {}",
@@ -90,5 +98,10 @@ fn main() {
     );
     log.shutdown();
     let rep = airlock_audit::verify_dir(&dir, &[], None).expect("verify");
-    println!("verify: ok={} records={} unsigned_tail={}", rep.ok(), rep.records, rep.unsigned_tail);
+    println!(
+        "verify: ok={} records={} unsigned_tail={}",
+        rep.ok(),
+        rep.records,
+        rep.unsigned_tail
+    );
 }

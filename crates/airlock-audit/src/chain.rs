@@ -5,13 +5,22 @@ use crate::record::AuditRecord;
 use crate::store::{ChainHead, StoredRow};
 
 /// Give `record` its place after `head` and turn it into a row. Returns the new head.
-pub(crate) fn seal(mut record: AuditRecord, head: &ChainHead) -> Result<(StoredRow, ChainHead), serde_json::Error> {
+pub(crate) fn seal(
+    mut record: AuditRecord,
+    head: &ChainHead,
+) -> Result<(StoredRow, ChainHead), serde_json::Error> {
     record.normalize();
     record.seq = head.seq + 1;
     record.prev_hash = head.hash.clone();
     record.hash = record.compute_hash();
-    let request_body = record.request_body.as_mut().map(|b| std::mem::take(&mut b.compressed));
-    let response_body = record.response_body.as_mut().map(|b| std::mem::take(&mut b.compressed));
+    let request_body = record
+        .request_body
+        .as_mut()
+        .map(|b| std::mem::take(&mut b.compressed));
+    let response_body = record
+        .response_body
+        .as_mut()
+        .map(|b| std::mem::take(&mut b.compressed));
     let json = serde_json::to_string(&record)?;
     let new_head = ChainHead {
         seq: record.seq,

@@ -23,7 +23,9 @@ pub enum AuditError {
     #[error("no audit log at {0} (is the data directory right? pass --data-dir DIR)")]
     NotFound(PathBuf),
     /// The database was written by a newer Airlock.
-    #[error("audit store {path} has schema version {found}; this airlock supports up to {supported}")]
+    #[error(
+        "audit store {path} has schema version {found}; this airlock supports up to {supported}"
+    )]
     SchemaTooNew {
         path: PathBuf,
         found: i64,

@@ -31,7 +31,11 @@ pub fn query(store: &dyn Store, filter: &AuditFilter) -> Result<Vec<AuditRecord>
 }
 
 /// [`query`], written as JSON Lines (one record per line). Returns the number of lines.
-pub fn query_jsonl(store: &dyn Store, filter: &AuditFilter, out: &mut dyn Write) -> Result<u64, AuditError> {
+pub fn query_jsonl(
+    store: &dyn Store,
+    filter: &AuditFilter,
+    out: &mut dyn Write,
+) -> Result<u64, AuditError> {
     let rows = store.query_newest(filter, filter.effective_limit())?;
     let mut n = 0;
     for row in &rows {
@@ -45,7 +49,11 @@ pub fn query_jsonl(store: &dyn Store, filter: &AuditFilter, out: &mut dyn Write)
 /// Stream every matching record, oldest first, as JSON Lines, without holding them in memory
 /// (the filter's limit, when set, stops the stream after that many). Returns the number of
 /// lines written.
-pub fn export_jsonl(store: &dyn Store, filter: &AuditFilter, out: &mut dyn Write) -> Result<u64, AuditError> {
+pub fn export_jsonl(
+    store: &dyn Store,
+    filter: &AuditFilter,
+    out: &mut dyn Write,
+) -> Result<u64, AuditError> {
     let mut n: u64 = 0;
     let limit = filter.limit.map(|l| l as u64);
     store.scan_filtered(filter, &mut |row| {
@@ -85,7 +93,11 @@ pub struct CheckpointExport {
 impl CheckpointExport {
     /// Gather the export. With the signing key at hand, first sign a checkpoint over the current
     /// head (if it has none yet) so that the export covers every record written so far.
-    pub fn gather(store: &mut dyn Store, key: Option<&AuditKey>, now: OffsetDateTime) -> Result<CheckpointExport, AuditError> {
+    pub fn gather(
+        store: &mut dyn Store,
+        key: Option<&AuditKey>,
+        now: OffsetDateTime,
+    ) -> Result<CheckpointExport, AuditError> {
         let mut checkpoints = store.checkpoints()?;
         if let Some(key) = key {
             let head = store.head()?;
@@ -99,7 +111,10 @@ impl CheckpointExport {
         }
         let public_key = match key {
             Some(k) => k.public_key_hex(),
-            None => checkpoints.last().map(|c| c.public_key.clone()).unwrap_or_default(),
+            None => checkpoints
+                .last()
+                .map(|c| c.public_key.clone())
+                .unwrap_or_default(),
         };
         Ok(CheckpointExport {
             format: CHECKPOINT_EXPORT_FORMAT.to_string(),
@@ -112,13 +127,17 @@ impl CheckpointExport {
 
     /// Parse an export, checking its format tag.
     pub fn parse(json: &str) -> Result<CheckpointExport, AuditError> {
-        let e: CheckpointExport = serde_json::from_str(json).map_err(|source| AuditError::Json {
-            context: "checkpoint export".into(),
-            source,
-        })?;
+        let e: CheckpointExport =
+            serde_json::from_str(json).map_err(|source| AuditError::Json {
+                context: "checkpoint export".into(),
+                source,
+            })?;
         if e.format != CHECKPOINT_EXPORT_FORMAT {
             return Err(AuditError::Json {
-                context: format!("checkpoint export has format {:?}, expected {CHECKPOINT_EXPORT_FORMAT:?}", e.format),
+                context: format!(
+                    "checkpoint export has format {:?}, expected {CHECKPOINT_EXPORT_FORMAT:?}",
+                    e.format
+                ),
                 source: serde::de::Error::custom("wrong format"),
             });
         }

@@ -56,9 +56,10 @@ impl AuditFilter {
                 "tool" => f.tool = Some(nonempty(k, v)?),
                 "model" => f.model = Some(nonempty(k, v)?),
                 "decision" => {
-                    f.decision = Some(Decision::parse(v).ok_or_else(|| {
-                        filter_err(k, "expected allowed, denied or blocked")
-                    })?)
+                    f.decision = Some(
+                        Decision::parse(v)
+                            .ok_or_else(|| filter_err(k, "expected allowed, denied or blocked"))?,
+                    )
                 }
                 "after_seq" => {
                     f.after_seq = Some(v.parse().map_err(|_| filter_err(k, "expected a number"))?)
@@ -77,7 +78,9 @@ impl AuditFilter {
 
     /// The limit a `query` applies.
     pub fn effective_limit(&self) -> usize {
-        self.limit.unwrap_or(DEFAULT_QUERY_LIMIT).min(MAX_QUERY_LIMIT)
+        self.limit
+            .unwrap_or(DEFAULT_QUERY_LIMIT)
+            .min(MAX_QUERY_LIMIT)
     }
 }
 
@@ -182,7 +185,9 @@ mod tests {
             (vec![("user", "a"), ("user", "b")], "user"),
             (vec![("since", "99999999999999999w")], "since"),
         ] {
-            let e = AuditFilter::from_query_pairs(pairs, now).unwrap_err().to_string();
+            let e = AuditFilter::from_query_pairs(pairs, now)
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with(&format!("filter {key}:")), "{e}");
         }
     }

@@ -46,7 +46,9 @@ pub use signing::{Anchor, AuditKey, Checkpoint, KEY_FILE};
 pub use sqlite::{DB_FILE, SqliteStore};
 pub use store::{BodyKind, ChainHead, Store, StoredRow};
 pub use verify::{Problem, ProblemKind, VerifyOptions, VerifyReport, verify};
-pub use writer::{AuditLog, AuditOptions, AuditStats, CommitError, Committed, Overflow, SubmitError};
+pub use writer::{
+    AuditLog, AuditOptions, AuditStats, CommitError, Committed, Overflow, SubmitError,
+};
 
 /// Verify the audit log in `dir` with its own key (plus `extra_keys`), as `airlock audit
 /// verify` does.
@@ -61,7 +63,13 @@ pub fn verify_dir(
     if key_path.exists() {
         trusted.push(AuditKey::load(&key_path)?.verifying_key());
     }
-    verify(&store, &VerifyOptions { trusted_keys: trusted, external })
+    verify(
+        &store,
+        &VerifyOptions {
+            trusted_keys: trusted,
+            external,
+        },
+    )
 }
 
 /// Re-exported so callers can name public keys without depending on ed25519-dalek.

@@ -131,7 +131,10 @@ impl BodyCapture {
         let kept = &redacted[..redacted.len().min(cap)];
         let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
         // Writing to a Vec cannot fail.
-        let compressed: Vec<u8> = enc.write_all(kept).and_then(|()| enc.finish()).unwrap_or_default();
+        let compressed: Vec<u8> = enc
+            .write_all(kept)
+            .and_then(|()| enc.finish())
+            .unwrap_or_default();
         BodyCapture {
             original_bytes: redacted.len() as u64,
             captured_bytes: kept.len() as u64,

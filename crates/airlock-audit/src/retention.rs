@@ -91,13 +91,19 @@ pub fn prune(
     while start <= cutoff {
         let end = cutoff.min(start.saturating_add(PRUNE_CHUNK - 1));
         let row = store.row(end, false)?.ok_or_else(|| {
-            AuditError::Prune(format!("record {end} vanished while pruning (another prune running?)"))
+            AuditError::Prune(format!(
+                "record {end} vanished while pruning (another prune running?)"
+            ))
         })?;
         let anchor = key.anchor(end, &row.hash, now_ms, end - start + 1);
         out.pruned += store.prune(&anchor)?;
         out.anchors.push(anchor);
         start = end + 1;
     }
-    tracing::info!(pruned = out.pruned, through = cutoff, "audit records pruned; anchor signed");
+    tracing::info!(
+        pruned = out.pruned,
+        through = cutoff,
+        "audit records pruned; anchor signed"
+    );
     Ok(out)
 }

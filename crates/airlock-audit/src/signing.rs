@@ -39,7 +39,8 @@ impl AuditKey {
         let path = dir.join(KEY_FILE);
         match Self::load(&path) {
             Ok(k) => return Ok(k),
-            Err(AuditError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(AuditError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            }
             Err(e) => return Err(e),
         }
         let mut seed = [0u8; 32];
@@ -199,7 +200,8 @@ fn check_sig(
         ));
     }
     let sig_bytes = hex::decode(signature).map_err(|_| "signature is not hex".to_string())?;
-    let sig = Signature::from_slice(&sig_bytes).map_err(|_| "signature has the wrong length".to_string())?;
+    let sig = Signature::from_slice(&sig_bytes)
+        .map_err(|_| "signature has the wrong length".to_string())?;
     key.verify_strict(msg, &sig)
         .map_err(|_| "bad signature".to_string())
 }
@@ -241,7 +243,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let cp = k1.checkpoint(7, &"ab".repeat(32), 1000);
@@ -259,7 +264,12 @@ mod tests {
     fn malformed_key_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(KEY_FILE), "zz").unwrap();
-        let e = AuditKey::load_or_create(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("audit-signing.key") && e.contains("not hex"), "{e}");
+        let e = AuditKey::load_or_create(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("audit-signing.key") && e.contains("not hex"),
+            "{e}"
+        );
     }
 }

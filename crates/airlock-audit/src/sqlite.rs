@@ -59,8 +59,7 @@ pub const MIGRATIONS: &[&str] = &[
 ];
 
 const ROW_COLS: &str = "seq, time_ms, user, team, tool, decision, model, prev_hash, hash, record";
-const ROW_COLS_BODIES: &str =
-    "seq, time_ms, user, team, tool, decision, model, prev_hash, hash, record, request_body, response_body";
+const ROW_COLS_BODIES: &str = "seq, time_ms, user, team, tool, decision, model, prev_hash, hash, record, request_body, response_body";
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -70,7 +69,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -89,7 +90,10 @@ impl SqliteStore {
         }
         let path = dir.join(DB_FILE);
         let fresh = !path.exists();
-        let store = Self::open_path(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        let store = Self::open_path(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
         #[cfg(unix)]
         if fresh {
             use std::os::unix::fs::PermissionsExt;
@@ -117,8 +121,10 @@ impl SqliteStore {
         let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
         let mut store = SqliteStore {
             conn,
             path: path.to_path_buf(),
@@ -149,7 +155,11 @@ impl SqliteStore {
                 supported,
             });
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(found).unwrap_or(0))
+        {
             let tx = self.conn.transaction().map_err(|e| AuditError::Sqlite {
                 path: self.path.clone(),
                 source: e,
@@ -280,16 +290,20 @@ impl Store for SqliteStore {
     fn head(&self) -> Result<ChainHead, AuditError> {
         let last: Option<(i64, String)> = self
             .conn
-            .query_row("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(|e| self.err(e))?;
         let anchor: Option<(i64, String)> = self
             .conn
-            .query_row("SELECT seq, hash FROM anchors ORDER BY seq DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT seq, hash FROM anchors ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(|e| self.err(e))?;
         let best = match (last, anchor) {
@@ -308,7 +322,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append(&mut self, rows: &[StoredRow], checkpoint: Option<&Checkpoint>) -> Result<(), AuditError> {
+    fn append(
+        &mut self,
+        rows: &[StoredRow],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), AuditError> {
         let path = self.path.clone();
         let err = |source| AuditError::Sqlite {
             path: path.clone(),
@@ -350,19 +368,36 @@ impl Store for SqliteStore {
         insert_checkpoint(&self.conn, checkpoint).map_err(|e| self.err(e))
     }
 
-    fn scan(&self, from_seq: u64, with_bodies: bool, sink: &mut RowSink<'_>) -> Result<(), AuditError> {
-        let cols = if with_bodies { ROW_COLS_BODIES } else { ROW_COLS };
+    fn scan(
+        &self,
+        from_seq: u64,
+        with_bodies: bool,
+        sink: &mut RowSink<'_>,
+    ) -> Result<(), AuditError> {
+        let cols = if with_bodies {
+            ROW_COLS_BODIES
+        } else {
+            ROW_COLS
+        };
         let sql = format!("SELECT {cols} FROM records WHERE seq >= ? ORDER BY seq");
         self.stream(&sql, &[Value::Integer(to_i64(from_seq))], with_bodies, sink)
     }
 
-    fn scan_filtered(&self, filter: &AuditFilter, sink: &mut RowSink<'_>) -> Result<(), AuditError> {
+    fn scan_filtered(
+        &self,
+        filter: &AuditFilter,
+        sink: &mut RowSink<'_>,
+    ) -> Result<(), AuditError> {
         let (w, vals) = where_clause(filter);
         let sql = format!("SELECT {ROW_COLS} FROM records{w} ORDER BY seq");
         self.stream(&sql, &vals, false, sink)
     }
 
-    fn query_newest(&self, filter: &AuditFilter, limit: usize) -> Result<Vec<StoredRow>, AuditError> {
+    fn query_newest(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+    ) -> Result<Vec<StoredRow>, AuditError> {
         let (w, mut vals) = where_clause(filter);
         vals.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
         let sql = format!("SELECT {ROW_COLS} FROM records{w} ORDER BY seq DESC LIMIT ?");
@@ -377,12 +412,21 @@ impl Store for SqliteStore {
 
     fn row(&self, seq: u64, with_bodies: bool) -> Result<Option<StoredRow>, AuditError> {
         let mut found = None;
-        let cols = if with_bodies { ROW_COLS_BODIES } else { ROW_COLS };
+        let cols = if with_bodies {
+            ROW_COLS_BODIES
+        } else {
+            ROW_COLS
+        };
         let sql = format!("SELECT {cols} FROM records WHERE seq = ?");
-        self.stream(&sql, &[Value::Integer(to_i64(seq))], with_bodies, &mut |row| {
-            found = Some(row);
-            Ok(ControlFlow::Break(()))
-        })?;
+        self.stream(
+            &sql,
+            &[Value::Integer(to_i64(seq))],
+            with_bodies,
+            &mut |row| {
+                found = Some(row);
+                Ok(ControlFlow::Break(()))
+            },
+        )?;
         Ok(found)
     }
 
@@ -393,7 +437,11 @@ impl Store for SqliteStore {
         };
         let v: Option<Option<Vec<u8>>> = self
             .conn
-            .query_row(&format!("SELECT {col} FROM records WHERE seq = ?"), [to_i64(seq)], |r| r.get(0))
+            .query_row(
+                &format!("SELECT {col} FROM records WHERE seq = ?"),
+                [to_i64(seq)],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| self.err(e))?;
         Ok(v.flatten())
@@ -402,11 +450,19 @@ impl Store for SqliteStore {
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, AuditError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT seq, hash, time_ms, public_key, signature FROM checkpoints ORDER BY seq")
+            .prepare(
+                "SELECT seq, hash, time_ms, public_key, signature FROM checkpoints ORDER BY seq",
+            )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
@@ -458,7 +514,9 @@ impl Store for SqliteStore {
     fn count(&self) -> Result<(u64, Option<u64>), AuditError> {
         let (n, min): (i64, Option<i64>) = self
             .conn
-            .query_row("SELECT count(*), min(seq) FROM records", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT count(*), min(seq) FROM records", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(|e| self.err(e))?;
         Ok((to_u64(n)?, min.map(to_u64).transpose()?))
     }
@@ -466,7 +524,11 @@ impl Store for SqliteStore {
     fn last_seq_before(&self, time_ms: i64) -> Result<Option<u64>, AuditError> {
         let v: Option<i64> = self
             .conn
-            .query_row("SELECT max(seq) FROM records WHERE time_ms < ?", [time_ms], |r| r.get(0))
+            .query_row(
+                "SELECT max(seq) FROM records WHERE time_ms < ?",
+                [time_ms],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))?;
         v.map(to_u64).transpose()
     }
@@ -521,9 +583,13 @@ mod tests {
         drop(s);
         let s = SqliteStore::open_existing(dir.path()).unwrap();
         assert_eq!(s.head().unwrap().seq, 0);
-        s.connection().pragma_update(None, "user_version", 99).unwrap();
+        s.connection()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
         drop(s);
-        let e = SqliteStore::open_existing(dir.path()).unwrap_err().to_string();
+        let e = SqliteStore::open_existing(dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("schema version 99"), "{e}");
     }
 

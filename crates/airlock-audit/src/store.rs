@@ -54,16 +54,30 @@ pub trait Store: Send {
     /// The last record, or the latest anchor when every record was pruned, or genesis.
     fn head(&self) -> Result<ChainHead, AuditError>;
     /// Append rows (and optionally a checkpoint) in ONE transaction: all or nothing.
-    fn append(&mut self, rows: &[StoredRow], checkpoint: Option<&Checkpoint>) -> Result<(), AuditError>;
+    fn append(
+        &mut self,
+        rows: &[StoredRow],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), AuditError>;
     /// Add a checkpoint on its own.
     fn add_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), AuditError>;
     /// Every row in sequence order starting at `from_seq`, bodies included if asked.
-    fn scan(&self, from_seq: u64, with_bodies: bool, sink: &mut RowSink<'_>) -> Result<(), AuditError>;
+    fn scan(
+        &self,
+        from_seq: u64,
+        with_bodies: bool,
+        sink: &mut RowSink<'_>,
+    ) -> Result<(), AuditError>;
     /// Rows matching the filter in sequence order (the filter's `limit` is NOT applied here;
     /// see [`Store::query_newest`]).
-    fn scan_filtered(&self, filter: &AuditFilter, sink: &mut RowSink<'_>) -> Result<(), AuditError>;
+    fn scan_filtered(&self, filter: &AuditFilter, sink: &mut RowSink<'_>)
+    -> Result<(), AuditError>;
     /// The newest `limit` rows matching the filter, oldest first.
-    fn query_newest(&self, filter: &AuditFilter, limit: usize) -> Result<Vec<StoredRow>, AuditError>;
+    fn query_newest(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+    ) -> Result<Vec<StoredRow>, AuditError>;
     /// One row by sequence number.
     fn row(&self, seq: u64, with_bodies: bool) -> Result<Option<StoredRow>, AuditError>;
     /// A captured body's compressed bytes.

@@ -120,7 +120,11 @@ pub fn verify(store: &dyn Store, opts: &VerifyOptions) -> Result<VerifyReport, A
     // Anchors: signatures; the latest is where the kept chain starts.
     for a in &anchors {
         if check_sigs && let Err(why) = a.check(&opts.trusted_keys) {
-            rep.push(Some(a.seq), ProblemKind::BadSignature, format!("pruning anchor at record {}: {why}", a.seq));
+            rep.push(
+                Some(a.seq),
+                ProblemKind::BadSignature,
+                format!("pruning anchor at record {}: {why}", a.seq),
+            );
         }
     }
     let latest_anchor = anchors.iter().max_by_key(|a| a.seq);
@@ -139,7 +143,11 @@ pub fn verify(store: &dyn Store, opts: &VerifyOptions) -> Result<VerifyReport, A
     let mut internal: BTreeMap<u64, &Checkpoint> = BTreeMap::new();
     for cp in &checkpoints {
         if check_sigs && let Err(why) = cp.check(&opts.trusted_keys) {
-            rep.push(Some(cp.seq), ProblemKind::BadSignature, format!("checkpoint at record {}: {why}", cp.seq));
+            rep.push(
+                Some(cp.seq),
+                ProblemKind::BadSignature,
+                format!("checkpoint at record {}: {why}", cp.seq),
+            );
             continue;
         }
         internal.insert(cp.seq, cp);
@@ -148,9 +156,18 @@ pub fn verify(store: &dyn Store, opts: &VerifyOptions) -> Result<VerifyReport, A
     if let Some(ext) = &opts.external {
         rep.external_checkpoints = ext.checkpoints.len() as u64;
         match parse_public_key(&ext.public_key) {
-            Err(why) => rep.push(None, ProblemKind::BadSignature, format!("exported checkpoints: {why}")),
+            Err(why) => rep.push(
+                None,
+                ProblemKind::BadSignature,
+                format!("exported checkpoints: {why}"),
+            ),
             Ok(k) => {
-                if !opts.trusted_keys.is_empty() && !opts.trusted_keys.iter().any(|t| t.as_bytes() == k.as_bytes()) {
+                if !opts.trusted_keys.is_empty()
+                    && !opts
+                        .trusted_keys
+                        .iter()
+                        .any(|t| t.as_bytes() == k.as_bytes())
+                {
                     rep.push(
                         None,
                         ProblemKind::BadSignature,
@@ -159,7 +176,11 @@ pub fn verify(store: &dyn Store, opts: &VerifyOptions) -> Result<VerifyReport, A
                 }
                 for cp in &ext.checkpoints {
                     if let Err(why) = cp.check(&[k]) {
-                        rep.push(Some(cp.seq), ProblemKind::BadSignature, format!("exported checkpoint at record {}: {why}", cp.seq));
+                        rep.push(
+                            Some(cp.seq),
+                            ProblemKind::BadSignature,
+                            format!("exported checkpoint at record {}: {why}", cp.seq),
+                        );
                         continue;
                     }
                     external.insert(cp.seq, cp);
@@ -224,14 +245,20 @@ pub fn verify(store: &dyn Store, opts: &VerifyOptions) -> Result<VerifyReport, A
                     format!("a {label} covers record {seq} but the chain ends at record {last}: records {} to {seq} were deleted", last + 1),
                 );
             } else if seq == anchor_seq && cp.hash != expected_anchor_hash(latest_anchor) {
-                rep.push(Some(seq), ProblemKind::CheckpointMismatch, format!("{label} at record {seq} disagrees with the pruning anchor"));
+                rep.push(
+                    Some(seq),
+                    ProblemKind::CheckpointMismatch,
+                    format!("{label} at record {seq} disagrees with the pruning anchor"),
+                );
             }
             if verified && seq <= last && seq > rep.signed_through {
                 rep.signed_through = seq;
             }
         }
     }
-    rep.unsigned_tail = rep.last_seq.map_or(0, |l| l.saturating_sub(rep.signed_through.max(anchor_seq)));
+    rep.unsigned_tail = rep
+        .last_seq
+        .map_or(0, |l| l.saturating_sub(rep.signed_through.max(anchor_seq)));
     rep.problems.sort_by_key(|p| p.seq.unwrap_or(u64::MAX));
     Ok(rep)
 }
@@ -282,7 +309,10 @@ fn check_row(rep: &mut VerifyReport, row: &StoredRow, expected_prev: Option<&str
         ("user", row.user == rec.user),
         ("team", row.team == rec.team),
         ("tool", row.tool == rec.tool),
-        ("decision", row.decision.as_deref() == rec.decision.map(|d| d.as_str())),
+        (
+            "decision",
+            row.decision.as_deref() == rec.decision.map(|d| d.as_str()),
+        ),
         ("model", row.model == rec.model),
     ];
     for (name, same) in cols {
@@ -300,14 +330,29 @@ fn check_row(rep: &mut VerifyReport, row: &StoredRow, expected_prev: Option<&str
     ] {
         match (meta, blob) {
             (None, None) => {}
-            (None, Some(_)) => rep.push(Some(seq), ProblemKind::BodyMismatch, format!("record {seq}: a {name} is stored that the record does not mention")),
-            (Some(_), None) => rep.push(Some(seq), ProblemKind::BodyMismatch, format!("record {seq}: the {name} is missing")),
+            (None, Some(_)) => rep.push(
+                Some(seq),
+                ProblemKind::BodyMismatch,
+                format!("record {seq}: a {name} is stored that the record does not mention"),
+            ),
+            (Some(_), None) => rep.push(
+                Some(seq),
+                ProblemKind::BodyMismatch,
+                format!("record {seq}: the {name} is missing"),
+            ),
             (Some(m), Some(b)) => {
                 let ok = BodyCapture::decompress(b, m.captured_bytes)
-                    .map(|plain| plain.len() as u64 == m.captured_bytes && hex::encode(Sha256::digest(&plain)) == m.sha256)
+                    .map(|plain| {
+                        plain.len() as u64 == m.captured_bytes
+                            && hex::encode(Sha256::digest(&plain)) == m.sha256
+                    })
                     .unwrap_or(false);
                 if !ok {
-                    rep.push(Some(seq), ProblemKind::BodyMismatch, format!("record {seq}: the stored {name} does not match its digest"));
+                    rep.push(
+                        Some(seq),
+                        ProblemKind::BodyMismatch,
+                        format!("record {seq}: the stored {name} does not match its digest"),
+                    );
                 }
             }
         }

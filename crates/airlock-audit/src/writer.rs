@@ -6,7 +6,9 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel,
+};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -15,13 +17,13 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+use crate::AuditError;
 use crate::chain::seal;
 use crate::record::AuditRecord;
 use crate::retention::{Retention, prune};
 use crate::signing::AuditKey;
 use crate::sqlite::SqliteStore;
 use crate::store::{ChainHead, Store, StoredRow};
-use crate::AuditError;
 
 /// Default queue capacity (records waiting for the writer).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 8192;
@@ -103,7 +105,9 @@ pub struct Committed {
 impl Committed {
     /// Block the current (non-async) thread until committed.
     pub fn wait(self) -> Result<u64, CommitError> {
-        self.rx.blocking_recv().unwrap_or(Err(CommitError::WriterStopped))
+        self.rx
+            .blocking_recv()
+            .unwrap_or(Err(CommitError::WriterStopped))
     }
 }
 
@@ -212,7 +216,12 @@ impl AuditLog {
         let retention = if options.retention.is_unlimited() {
             None
         } else {
-            Some(spawn_retention(dir.to_path_buf(), key, options.retention, options.retention_interval)?)
+            Some(spawn_retention(
+                dir.to_path_buf(),
+                key,
+                options.retention,
+                options.retention_interval,
+            )?)
         };
         Ok(AuditLog {
             tx,
@@ -320,11 +329,15 @@ fn spawn_retention(
             loop {
                 match SqliteStore::open_existing(&dir) {
                     Ok(mut store) => {
-                        if let Err(e) = prune(&mut store, &key, &retention, OffsetDateTime::now_utc()) {
+                        if let Err(e) =
+                            prune(&mut store, &key, &retention, OffsetDateTime::now_utc())
+                        {
                             tracing::error!(error = %e, "audit retention failed");
                         }
                     }
-                    Err(e) => tracing::error!(error = %e, "audit retention could not open the store"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "audit retention could not open the store")
+                    }
                 }
                 match stop_rx.recv_timeout(interval) {
                     Err(RecvTimeoutError::Timeout) => continue,
@@ -347,12 +360,24 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(store: Box<dyn Store>, key: Arc<AuditKey>, opts: AuditOptions, shared: Arc<Shared>, head: ChainHead) -> Writer {
-        // Records left unsigned by a crash get a checkpoint with the first batch.
-        let unsigned = match store.checkpoints() {
-            Ok(cps) => head.seq.saturating_sub(cps.last().map_or(0, |c| c.seq)),
-            Err(_) => 1,
+    fn new(
+        store: Box<dyn Store>,
+        key: Arc<AuditKey>,
+        opts: AuditOptions,
+        shared: Arc<Shared>,
+        head: ChainHead,
+    ) -> Writer {
+        // Records left unsigned by a crash are signed by the first checkpoint (within the interval).
+        let signed = match (store.checkpoints(), store.anchors()) {
+            (Ok(cps), Ok(anchors)) => cps
+                .iter()
+                .map(|c| c.seq)
+                .chain(anchors.iter().map(|a| a.seq))
+                .max()
+                .unwrap_or(0),
+            _ => 0,
         };
+        let unsigned = head.seq.saturating_sub(signed);
         Writer {
             store,
             key,
@@ -365,7 +390,11 @@ impl Writer {
     }
 
     fn run(mut self, rx: Receiver<Msg>) {
-        let tick = self.opts.checkpoint_interval.min(Duration::from_secs(1)).max(Duration::from_millis(10));
+        let tick = self
+            .opts
+            .checkpoint_interval
+            .min(Duration::from_secs(1))
+            .max(Duration::from_millis(10));
         let max_batch = self.opts.max_batch.max(1);
         let mut shutdown = false;
         let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
@@ -397,7 +426,8 @@ impl Writer {
                     }
                 }
             }
-            if self.unsigned > 0 && self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval {
+            if self.unsigned > 0 && self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval
+            {
                 self.checkpoint_now();
             }
         }
@@ -408,7 +438,9 @@ impl Writer {
     }
 
     fn checkpoint_now(&mut self) {
-        let cp = self.key.checkpoint(self.head.seq, &self.head.hash, now_ms());
+        let cp = self
+            .key
+            .checkpoint(self.head.seq, &self.head.hash, now_ms());
         match self.store.add_checkpoint(&cp) {
             Ok(()) => {
                 self.unsigned = 0;
@@ -440,7 +472,9 @@ impl Writer {
         }
         for (ack, msg) in failed_early {
             self.shared.failed.fetch_add(1, Ordering::Relaxed);
-            let _ = ack.send(Err(CommitError::Store(format!("record could not be encoded: {msg}"))));
+            let _ = ack.send(Err(CommitError::Store(format!(
+                "record could not be encoded: {msg}"
+            ))));
         }
         if lost > 0 {
             let marker = AuditRecord::overflow_marker(OffsetDateTime::now_utc(), lost);
@@ -480,9 +514,13 @@ impl Writer {
                 tracing::error!(error = %e, records = n, "audit batch commit failed");
                 // The marker's count goes back so the next batch writes it.
                 if lost > 0 {
-                    self.shared.overflow_pending.fetch_add(lost, Ordering::AcqRel);
+                    self.shared
+                        .overflow_pending
+                        .fetch_add(lost, Ordering::AcqRel);
                 }
-                self.shared.failed.fetch_add(acks.len() as u64, Ordering::Relaxed);
+                self.shared
+                    .failed
+                    .fetch_add(acks.len() as u64, Ordering::Relaxed);
                 let msg = e.to_string();
                 for (ack, _) in acks {
                     let _ = ack.send(Err(CommitError::Store(msg.clone())));

@@ -40,8 +40,10 @@ fn crash_child() {
                 let mut i = 0u64;
                 loop {
                     i += 1;
-                    if let Ok(c) = log.submit(common::full_record(t * 1_000_000 + i, OffsetDateTime::now_utc()))
-                        && let Ok(seq) = c.wait()
+                    if let Ok(c) = log.submit(common::full_record(
+                        t * 1_000_000 + i,
+                        OffsetDateTime::now_utc(),
+                    )) && let Ok(seq) = c.wait()
                     {
                         println!("COMMITTED {seq}");
                     }
@@ -60,7 +62,13 @@ fn sigkill_under_load_loses_no_committed_record() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..2 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -90,7 +98,10 @@ fn sigkill_under_load_loses_no_committed_record() {
 
         let store = SqliteStore::open_existing(dir.path()).unwrap();
         for seq in &acked {
-            assert!(store.row(*seq, false).unwrap().is_some(), "round {round}: acknowledged record {seq} lost");
+            assert!(
+                store.row(*seq, false).unwrap().is_some(),
+                "round {round}: acknowledged record {seq} lost"
+            );
         }
         let rep = verify_dir(dir.path(), &[], None).unwrap();
         assert!(rep.ok(), "round {round}: {rep:#?}");

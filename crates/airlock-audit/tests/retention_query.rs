@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use airlock_audit::{
-    AuditFilter, AuditKey, AuditLog, AuditOptions, Decision, ProblemKind, Retention, SqliteStore, Store, export_jsonl,
-    prune, query, query_jsonl, verify_dir,
+    AuditFilter, AuditKey, AuditLog, AuditOptions, Decision, ProblemKind, Retention, SqliteStore,
+    Store, export_jsonl, prune, query, query_jsonl, verify_dir,
 };
 use common::{fill, full_record, raw};
 use time::OffsetDateTime;
@@ -18,12 +18,22 @@ fn key(dir: &std::path::Path) -> AuditKey {
 #[test]
 fn prune_by_count_leaves_a_signed_anchor_and_the_rest_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    fill(dir.path(), 30, AuditOptions { checkpoint_every_records: 10, ..Default::default() });
+    fill(
+        dir.path(),
+        30,
+        AuditOptions {
+            checkpoint_every_records: 10,
+            ..Default::default()
+        },
+    );
     let mut store = SqliteStore::open_existing(dir.path()).unwrap();
     let out = prune(
         &mut store,
         &key(dir.path()),
-        &Retention { max_age: None, max_records: Some(12) },
+        &Retention {
+            max_age: None,
+            max_records: Some(12),
+        },
         OffsetDateTime::now_utc(),
     )
     .unwrap();
@@ -45,8 +55,16 @@ fn prune_everything_then_continue_from_the_anchor() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 5, AuditOptions::default());
     let mut store = SqliteStore::open_existing(dir.path()).unwrap();
-    let r = Retention { max_age: None, max_records: Some(0) };
-    assert_eq!(prune(&mut store, &key(dir.path()), &r, OffsetDateTime::now_utc()).unwrap().pruned, 5);
+    let r = Retention {
+        max_age: None,
+        max_records: Some(0),
+    };
+    assert_eq!(
+        prune(&mut store, &key(dir.path()), &r, OffsetDateTime::now_utc())
+            .unwrap()
+            .pruned,
+        5
+    );
     assert!(verify_dir(dir.path(), &[], None).unwrap().ok());
     fill(dir.path(), 2, AuditOptions::default());
     let rep = verify_dir(dir.path(), &[], None).unwrap();
@@ -60,32 +78,52 @@ fn prune_by_age_keeps_recent_records() {
     let log = AuditLog::open(dir.path(), AuditOptions::default()).unwrap();
     let now = OffsetDateTime::now_utc();
     for (i, days_ago) in [40i64, 35, 31, 10, 1].into_iter().enumerate() {
-        log.submit(full_record(i as u64, now - time::Duration::days(days_ago))).unwrap().wait().unwrap();
+        log.submit(full_record(i as u64, now - time::Duration::days(days_ago)))
+            .unwrap()
+            .wait()
+            .unwrap();
     }
     log.shutdown();
     let mut store = SqliteStore::open_existing(dir.path()).unwrap();
-    let r = Retention { max_age: Some(Duration::from_secs(30 * 86_400)), max_records: None };
-    assert_eq!(prune(&mut store, &key(dir.path()), &r, now).unwrap().pruned, 3);
+    let r = Retention {
+        max_age: Some(Duration::from_secs(30 * 86_400)),
+        max_records: None,
+    };
+    assert_eq!(
+        prune(&mut store, &key(dir.path()), &r, now).unwrap().pruned,
+        3
+    );
     assert!(verify_dir(dir.path(), &[], None).unwrap().ok());
     // Nothing more to do.
-    assert_eq!(prune(&mut store, &key(dir.path()), &r, now).unwrap().pruned, 0);
+    assert_eq!(
+        prune(&mut store, &key(dir.path()), &r, now).unwrap().pruned,
+        0
+    );
 }
 
 #[test]
 fn prune_refuses_a_broken_chain() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 10, AuditOptions::default());
-    raw(dir.path()).execute("UPDATE records SET user = 'x' WHERE seq = 3", []).unwrap();
+    raw(dir.path())
+        .execute("UPDATE records SET user = 'x' WHERE seq = 3", [])
+        .unwrap();
     let mut store = SqliteStore::open_existing(dir.path()).unwrap();
     let e = prune(
         &mut store,
         &key(dir.path()),
-        &Retention { max_age: None, max_records: Some(2) },
+        &Retention {
+            max_age: None,
+            max_records: Some(2),
+        },
         OffsetDateTime::now_utc(),
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("does not verify") && e.contains("record 3"), "{e}");
+    assert!(
+        e.contains("does not verify") && e.contains("record 3"),
+        "{e}"
+    );
     assert_eq!(store.count().unwrap().0, 10);
 }
 
@@ -100,14 +138,19 @@ fn a_forged_anchor_is_detected() {
     let h = store.row(4, false).unwrap().unwrap().hash;
     let a = foreign.anchor(4, &h, 0, 4);
     let conn = raw(dir.path());
-    conn.execute("DELETE FROM records WHERE seq <= 4", []).unwrap();
+    conn.execute("DELETE FROM records WHERE seq <= 4", [])
+        .unwrap();
     conn.execute(
         "INSERT INTO anchors (seq, hash, time_ms, pruned, public_key, signature) VALUES (4, ?, 0, 4, ?, ?)",
         rusqlite::params![a.hash, a.public_key, a.signature],
     )
     .unwrap();
     let rep = verify_dir(dir.path(), &[], None).unwrap();
-    assert_eq!(rep.first_problem().map(|p| (p.seq, p.kind)), Some((Some(4), ProblemKind::BadSignature)), "{rep:#?}");
+    assert_eq!(
+        rep.first_problem().map(|p| (p.seq, p.kind)),
+        Some((Some(4), ProblemKind::BadSignature)),
+        "{rep:#?}"
+    );
 }
 
 #[test]
@@ -117,7 +160,10 @@ fn retention_thread_prunes_a_running_log() {
     let log = AuditLog::open(
         dir.path(),
         AuditOptions {
-            retention: Retention { max_age: None, max_records: Some(5) },
+            retention: Retention {
+                max_age: None,
+                max_records: Some(5),
+            },
             retention_interval: Duration::from_millis(50),
             ..Default::default()
         },
@@ -129,7 +175,10 @@ fn retention_thread_prunes_a_running_log() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(reader.count().unwrap().0, 5);
-    log.submit(full_record(99, OffsetDateTime::now_utc())).unwrap().wait().unwrap();
+    log.submit(full_record(99, OffsetDateTime::now_utc()))
+        .unwrap()
+        .wait()
+        .unwrap();
     log.shutdown();
     assert!(verify_dir(dir.path(), &[], None).unwrap().ok());
 }
@@ -140,34 +189,58 @@ fn query_filters_and_keeps_the_newest() {
     let log = AuditLog::open(dir.path(), AuditOptions::default()).unwrap();
     let now = OffsetDateTime::now_utc();
     for i in 1..=30u64 {
-        let t = now - time::Duration::minutes(30 - i as i64 * 1);
+        let t = now - time::Duration::minutes(30 - i as i64);
         log.submit(full_record(i, t)).unwrap().wait().unwrap();
     }
     log.shutdown();
     let store = SqliteStore::open_existing(dir.path()).unwrap();
 
-    let f = AuditFilter::from_query_pairs([("user", "alice"), ("decision", "denied")], now).unwrap();
+    let f =
+        AuditFilter::from_query_pairs([("user", "alice"), ("decision", "denied")], now).unwrap();
     let got = query(&store, &f).unwrap();
     // Denied: i % 5 == 0; alice: i even -> 10, 20, 30.
-    assert_eq!(got.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), ["req-10", "req-20", "req-30"]);
+    assert_eq!(
+        got.iter()
+            .map(|r| r.request_id.as_str())
+            .collect::<Vec<_>>(),
+        ["req-10", "req-20", "req-30"]
+    );
     assert!(got.iter().all(|r| r.decision == Some(Decision::Denied)));
 
     let f = AuditFilter::from_query_pairs([("tool", "codex"), ("limit", "2")], now).unwrap();
     let got = query(&store, &f).unwrap();
-    assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), [27, 30], "newest two, oldest first");
+    assert_eq!(
+        got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [27, 30],
+        "newest two, oldest first"
+    );
 
     let f = AuditFilter::from_query_pairs([("since", "10m")], now).unwrap();
     let got = query(&store, &f).unwrap();
-    assert!(!got.is_empty() && got.iter().all(|r| r.time >= now - time::Duration::minutes(10) - time::Duration::milliseconds(1)));
+    assert!(
+        !got.is_empty()
+            && got
+                .iter()
+                .all(|r| r.time
+                    >= now - time::Duration::minutes(10) - time::Duration::milliseconds(1))
+    );
     assert!(got.len() <= 11, "{}", got.len());
 
     let mut buf = Vec::new();
-    let n = query_jsonl(&store, &AuditFilter::from_query_pairs([("user", "bob")], now).unwrap(), &mut buf).unwrap();
+    let n = query_jsonl(
+        &store,
+        &AuditFilter::from_query_pairs([("user", "bob")], now).unwrap(),
+        &mut buf,
+    )
+    .unwrap();
     assert_eq!(n, 15);
     assert_eq!(String::from_utf8(buf).unwrap().lines().count(), 15);
 
     let mut buf = Vec::new();
-    assert_eq!(export_jsonl(&store, &AuditFilter::default(), &mut buf).unwrap(), 30);
+    assert_eq!(
+        export_jsonl(&store, &AuditFilter::default(), &mut buf).unwrap(),
+        30
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8(buf)
         .unwrap()
         .lines()
@@ -176,7 +249,17 @@ fn query_filters_and_keeps_the_newest() {
     assert_eq!(lines[0]["seq"], 1);
     assert_eq!(lines[29]["seq"], 30);
     // Stable field names; no body bytes in the export.
-    for k in ["time", "request_id", "user", "tool", "decision", "findings", "usage", "hash", "prev_hash"] {
+    for k in [
+        "time",
+        "request_id",
+        "user",
+        "tool",
+        "decision",
+        "findings",
+        "usage",
+        "hash",
+        "prev_hash",
+    ] {
         assert!(lines[0].get(k).is_some(), "missing {k}");
     }
     assert!(lines[0]["request_body"].get("compressed").is_none());

@@ -4,7 +4,8 @@
 mod common;
 
 use airlock_audit::{
-    AuditKey, AuditOptions, CheckpointExport, ProblemKind, SqliteStore, VerifyReport, decode, verify_dir,
+    AuditKey, AuditOptions, CheckpointExport, ProblemKind, SqliteStore, VerifyReport, decode,
+    verify_dir,
 };
 use common::{fill, raw};
 use rusqlite::params;
@@ -25,9 +26,15 @@ fn check(dir: &std::path::Path) -> VerifyReport {
 }
 
 fn assert_first(rep: &VerifyReport, seq: u64, kind: ProblemKind) {
-    let p = rep.first_problem().unwrap_or_else(|| panic!("tampering not detected: {rep:?}"));
+    let p = rep
+        .first_problem()
+        .unwrap_or_else(|| panic!("tampering not detected: {rep:?}"));
     assert_eq!((p.seq, p.kind), (Some(seq), kind), "{rep:#?}");
-    assert!(p.message.contains(&seq.to_string()), "message names the record: {}", p.message);
+    assert!(
+        p.message.contains(&seq.to_string()),
+        "message names the record: {}",
+        p.message
+    );
 }
 
 #[test]
@@ -45,8 +52,13 @@ fn intact_log_verifies_and_is_fully_signed() {
 /// Every JSON pointer to a leaf value of a JSON document.
 fn leaves(v: &Value, path: String, out: &mut Vec<String>) {
     match v {
-        Value::Object(m) => m.iter().for_each(|(k, v)| leaves(v, format!("{path}/{k}"), out)),
-        Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| leaves(v, format!("{path}/{i}"), out)),
+        Value::Object(m) => m
+            .iter()
+            .for_each(|(k, v)| leaves(v, format!("{path}/{k}"), out)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| leaves(v, format!("{path}/{i}"), out)),
         _ => out.push(path),
     }
 }
@@ -69,12 +81,19 @@ fn changing_any_field_is_detected() {
     let dir = filled();
     let conn = raw(dir.path());
     let original: String = conn
-        .query_row("SELECT record FROM records WHERE seq = ?", [TARGET as i64], |r| r.get(0))
+        .query_row(
+            "SELECT record FROM records WHERE seq = ?",
+            [TARGET as i64],
+            |r| r.get(0),
+        )
         .unwrap();
     let doc: Value = serde_json::from_str(&original).unwrap();
     let mut pointers = Vec::new();
     leaves(&doc, String::new(), &mut pointers);
-    assert!(pointers.len() >= 40, "the sample record sets every field: {pointers:?}");
+    assert!(
+        pointers.len() >= 40,
+        "the sample record sets every field: {pointers:?}"
+    );
     for ptr in &pointers {
         let mut changed = doc.clone();
         let slot = changed.pointer_mut(ptr).unwrap();
@@ -87,8 +106,11 @@ fn changing_any_field_is_detected() {
         let rep = check(dir.path());
         assert_first(&rep, TARGET, ProblemKind::ContentChanged);
     }
-    conn.execute("UPDATE records SET record = ? WHERE seq = ?", params![original, TARGET as i64])
-        .unwrap();
+    conn.execute(
+        "UPDATE records SET record = ? WHERE seq = ?",
+        params![original, TARGET as i64],
+    )
+    .unwrap();
     assert!(check(dir.path()).ok(), "restored record verifies again");
 }
 
@@ -108,18 +130,42 @@ fn adding_an_unknown_field_is_detected() {
 fn changing_an_indexed_column_is_detected() {
     let dir = filled();
     let conn = raw(dir.path());
-    for (col, val) in [("user", "mallory"), ("tool", "other"), ("decision", "allowed"), ("model", "m"), ("team", "t")] {
+    for (col, val) in [
+        ("user", "mallory"),
+        ("tool", "other"),
+        ("decision", "allowed"),
+        ("model", "m"),
+        ("team", "t"),
+    ] {
         let before: Option<String> = conn
-            .query_row(&format!("SELECT {col} FROM records WHERE seq = ?"), [TARGET as i64], |r| r.get(0))
+            .query_row(
+                &format!("SELECT {col} FROM records WHERE seq = ?"),
+                [TARGET as i64],
+                |r| r.get(0),
+            )
             .unwrap();
-        let val = if before.as_deref() == Some(val) { "zzz" } else { val };
-        conn.execute(&format!("UPDATE records SET {col} = ? WHERE seq = ?"), params![val, TARGET as i64])
-            .unwrap();
+        let val = if before.as_deref() == Some(val) {
+            "zzz"
+        } else {
+            val
+        };
+        conn.execute(
+            &format!("UPDATE records SET {col} = ? WHERE seq = ?"),
+            params![val, TARGET as i64],
+        )
+        .unwrap();
         assert_first(&check(dir.path()), TARGET, ProblemKind::ColumnMismatch);
-        conn.execute(&format!("UPDATE records SET {col} = ? WHERE seq = ?"), params![before, TARGET as i64])
-            .unwrap();
+        conn.execute(
+            &format!("UPDATE records SET {col} = ? WHERE seq = ?"),
+            params![before, TARGET as i64],
+        )
+        .unwrap();
     }
-    conn.execute("UPDATE records SET time_ms = time_ms - 1 WHERE seq = ?", [TARGET as i64]).unwrap();
+    conn.execute(
+        "UPDATE records SET time_ms = time_ms - 1 WHERE seq = ?",
+        [TARGET as i64],
+    )
+    .unwrap();
     assert_first(&check(dir.path()), TARGET, ProblemKind::ColumnMismatch);
 }
 
@@ -127,36 +173,51 @@ fn changing_an_indexed_column_is_detected() {
 fn changing_the_hash_columns_is_detected() {
     let dir = filled();
     let conn = raw(dir.path());
-    conn.execute("UPDATE records SET hash = ? WHERE seq = ?", params!["ab".repeat(32), TARGET as i64])
-        .unwrap();
+    conn.execute(
+        "UPDATE records SET hash = ? WHERE seq = ?",
+        params!["ab".repeat(32), TARGET as i64],
+    )
+    .unwrap();
     assert_first(&check(dir.path()), TARGET, ProblemKind::ContentChanged);
     let dir = filled();
     let conn = raw(dir.path());
-    conn.execute("UPDATE records SET prev_hash = ? WHERE seq = ?", params!["ab".repeat(32), TARGET as i64])
-        .unwrap();
+    conn.execute(
+        "UPDATE records SET prev_hash = ? WHERE seq = ?",
+        params!["ab".repeat(32), TARGET as i64],
+    )
+    .unwrap();
     assert_first(&check(dir.path()), TARGET, ProblemKind::ContentChanged);
 }
 
 #[test]
 fn deleting_a_record_is_detected() {
     let dir = filled();
-    raw(dir.path()).execute("DELETE FROM records WHERE seq = ?", [TARGET as i64]).unwrap();
+    raw(dir.path())
+        .execute("DELETE FROM records WHERE seq = ?", [TARGET as i64])
+        .unwrap();
     let rep = check(dir.path());
     assert_first(&rep, TARGET, ProblemKind::Missing);
-    assert!(rep.problems[0].message.contains("record 7 is missing"), "{rep:#?}");
+    assert!(
+        rep.problems[0].message.contains("record 7 is missing"),
+        "{rep:#?}"
+    );
 }
 
 #[test]
 fn deleting_the_first_record_is_detected() {
     let dir = filled();
-    raw(dir.path()).execute("DELETE FROM records WHERE seq = 1", []).unwrap();
+    raw(dir.path())
+        .execute("DELETE FROM records WHERE seq = 1", [])
+        .unwrap();
     assert_first(&check(dir.path()), 1, ProblemKind::Missing);
 }
 
 #[test]
 fn deleting_the_tail_is_detected_by_the_checkpoint() {
     let dir = filled();
-    raw(dir.path()).execute("DELETE FROM records WHERE seq > ?", [(N - 3) as i64]).unwrap();
+    raw(dir.path())
+        .execute("DELETE FROM records WHERE seq > ?", [(N - 3) as i64])
+        .unwrap();
     assert_first(&check(dir.path()), N - 2, ProblemKind::Truncated);
 }
 
@@ -199,7 +260,9 @@ fn inserting_a_record_is_detected() {
     conn.execute_batch("UPDATE records SET seq = -seq WHERE seq >= 7; UPDATE records SET seq = 1 - seq WHERE seq < 0;")
         .unwrap();
     let store = SqliteStore::open_existing(dir.path()).unwrap();
-    let prev = airlock_audit::Store::row(&store, 6, false).unwrap().unwrap();
+    let prev = airlock_audit::Store::row(&store, 6, false)
+        .unwrap()
+        .unwrap();
     let mut forged = common::full_record(99, OffsetDateTime::now_utc());
     forged.request_body = None;
     forged.response_body = None;
@@ -231,9 +294,14 @@ fn inserting_a_record_is_detected() {
 fn rewrite_chain_from(dir: &std::path::Path, from: u64) {
     let store = SqliteStore::open_existing(dir).unwrap();
     let conn = raw(dir);
-    let mut prev = airlock_audit::Store::row(&store, from - 1, false).unwrap().unwrap().hash;
+    let mut prev = airlock_audit::Store::row(&store, from - 1, false)
+        .unwrap()
+        .unwrap()
+        .hash;
     for seq in from..=N {
-        let row = airlock_audit::Store::row(&store, seq, false).unwrap().unwrap();
+        let row = airlock_audit::Store::row(&store, seq, false)
+            .unwrap()
+            .unwrap();
         let mut rec = decode(&row).unwrap();
         if seq == from {
             rec.user = Some("mallory".into());
@@ -242,7 +310,13 @@ fn rewrite_chain_from(dir: &std::path::Path, from: u64) {
         rec.hash = rec.compute_hash();
         conn.execute(
             "UPDATE records SET user = ?, prev_hash = ?, hash = ?, record = ? WHERE seq = ?",
-            params![rec.user, rec.prev_hash, rec.hash, serde_json::to_string(&rec).unwrap(), seq as i64],
+            params![
+                rec.user,
+                rec.prev_hash,
+                rec.hash,
+                serde_json::to_string(&rec).unwrap(),
+                seq as i64
+            ],
         )
         .unwrap();
         prev = rec.hash;
@@ -263,14 +337,24 @@ fn rewriting_the_chain_and_deleting_checkpoints_is_caught_by_the_export() {
     let dir = filled();
     let mut store = SqliteStore::open_existing(dir.path()).unwrap();
     let key = AuditKey::load(&dir.path().join("audit-signing.key")).unwrap();
-    let export = CheckpointExport::gather(&mut store, Some(&key), OffsetDateTime::now_utc()).unwrap();
+    let export =
+        CheckpointExport::gather(&mut store, Some(&key), OffsetDateTime::now_utc()).unwrap();
     let text = serde_json::to_string(&export).unwrap();
     rewrite_chain_from(dir.path(), TARGET);
-    raw(dir.path()).execute("DELETE FROM checkpoints", []).unwrap();
-    assert!(check(dir.path()).ok(), "without the export the rewrite is invisible");
+    raw(dir.path())
+        .execute("DELETE FROM checkpoints", [])
+        .unwrap();
+    assert!(
+        check(dir.path()).ok(),
+        "without the export the rewrite is invisible"
+    );
     let external = CheckpointExport::parse(&text).unwrap();
     let rep = verify_dir(dir.path(), &[], Some(external)).unwrap();
-    assert_eq!(rep.first_problem().map(|p| p.kind), Some(ProblemKind::CheckpointMismatch), "{rep:#?}");
+    assert_eq!(
+        rep.first_problem().map(|p| p.kind),
+        Some(ProblemKind::CheckpointMismatch),
+        "{rep:#?}"
+    );
 }
 
 #[test]
@@ -278,14 +362,23 @@ fn a_bad_checkpoint_signature_is_detected() {
     let dir = filled();
     let conn = raw(dir.path());
     let (seq, sig): (i64, String) = conn
-        .query_row("SELECT seq, signature FROM checkpoints ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT seq, signature FROM checkpoints ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     let seq = seq as u64;
-    let flipped = format!("{}{}", if sig.starts_with('0') { "1" } else { "0" }, &sig[1..]);
-    conn.execute("UPDATE checkpoints SET signature = ? WHERE seq = ?", params![flipped, seq as i64])
-        .unwrap();
+    let flipped = format!(
+        "{}{}",
+        if sig.starts_with('0') { "1" } else { "0" },
+        &sig[1..]
+    );
+    conn.execute(
+        "UPDATE checkpoints SET signature = ? WHERE seq = ?",
+        params![flipped, seq as i64],
+    )
+    .unwrap();
     let rep = check(dir.path());
     assert_first(&rep, seq, ProblemKind::BadSignature);
     assert!(rep.problems[0].message.contains("bad signature"));
@@ -298,9 +391,11 @@ fn a_checkpoint_signed_by_another_key_is_detected() {
     let foreign = AuditKey::load_or_create(other.path()).unwrap();
     let conn = raw(dir.path());
     let (seq, hash, t): (i64, String, i64) = conn
-        .query_row("SELECT seq, hash, time_ms FROM checkpoints ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            "SELECT seq, hash, time_ms FROM checkpoints ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
     let seq = seq as u64;
     let cp = foreign.checkpoint(seq, &hash, t);
@@ -324,7 +419,11 @@ fn a_changed_checkpoint_hash_is_detected() {
     )
     .unwrap();
     let rep = check(dir.path());
-    assert_eq!(rep.first_problem().map(|p| p.kind), Some(ProblemKind::BadSignature), "{rep:#?}");
+    assert_eq!(
+        rep.first_problem().map(|p| p.kind),
+        Some(ProblemKind::BadSignature),
+        "{rep:#?}"
+    );
 }
 
 #[test]
@@ -332,11 +431,17 @@ fn a_changed_body_is_detected() {
     let dir = filled();
     let other = airlock_audit::BodyCapture::new(b"something else", 1 << 16);
     raw(dir.path())
-        .execute("UPDATE records SET request_body = ? WHERE seq = ?", params![other.compressed, TARGET as i64])
+        .execute(
+            "UPDATE records SET request_body = ? WHERE seq = ?",
+            params![other.compressed, TARGET as i64],
+        )
         .unwrap();
     assert_first(&check(dir.path()), TARGET, ProblemKind::BodyMismatch);
     raw(dir.path())
-        .execute("UPDATE records SET response_body = NULL WHERE seq = ?", [(TARGET + 1) as i64])
+        .execute(
+            "UPDATE records SET response_body = NULL WHERE seq = ?",
+            [(TARGET + 1) as i64],
+        )
         .unwrap();
     let rep = check(dir.path());
     assert_eq!(rep.problems.len(), 2, "{rep:#?}");
@@ -346,7 +451,9 @@ fn a_changed_body_is_detected() {
 fn a_forged_tail_is_reported_as_unsigned() {
     let dir = filled();
     let store = SqliteStore::open_existing(dir.path()).unwrap();
-    let last = airlock_audit::Store::row(&store, N, false).unwrap().unwrap();
+    let last = airlock_audit::Store::row(&store, N, false)
+        .unwrap()
+        .unwrap();
     let mut forged = common::full_record(1000, OffsetDateTime::now_utc());
     forged.request_body = None;
     forged.response_body = None;
@@ -382,5 +489,8 @@ fn verify_without_any_key_says_so() {
     let dir = filled();
     std::fs::remove_file(dir.path().join("audit-signing.key")).unwrap();
     let rep = check(dir.path());
-    assert_eq!(rep.first_problem().map(|p| p.kind), Some(ProblemKind::NoTrustedKey));
+    assert_eq!(
+        rep.first_problem().map(|p| p.kind),
+        Some(ProblemKind::NoTrustedKey)
+    );
 }

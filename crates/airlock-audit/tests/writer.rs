@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_audit::{
-    AuditFilter, AuditLog, AuditOptions, BodyCapture, BodyKind, RecordKind, SqliteStore, Store, SubmitError, query,
-    verify_dir,
+    AuditFilter, AuditLog, AuditOptions, BodyCapture, BodyKind, RecordKind, SqliteStore, Store,
+    SubmitError, query, verify_dir,
 };
 use common::{fill, full_record};
 use time::OffsetDateTime;
@@ -15,18 +15,35 @@ use time::OffsetDateTime;
 #[test]
 fn concurrent_submitters_get_unique_consecutive_seqs() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(AuditLog::open(dir.path(), AuditOptions { checkpoint_every_records: 50, ..Default::default() }).unwrap());
+    let log = Arc::new(
+        AuditLog::open(
+            dir.path(),
+            AuditOptions {
+                checkpoint_every_records: 50,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let log = log.clone();
             std::thread::spawn(move || {
                 (0..100)
-                    .map(|i| log.submit(full_record(t * 1000 + i, OffsetDateTime::now_utc())).unwrap().wait().unwrap())
+                    .map(|i| {
+                        log.submit(full_record(t * 1000 + i, OffsetDateTime::now_utc()))
+                            .unwrap()
+                            .wait()
+                            .unwrap()
+                    })
                     .collect::<Vec<u64>>()
             })
         })
         .collect();
-    let mut seqs: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut seqs: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
     let stats = log.stats();
@@ -35,20 +52,29 @@ fn concurrent_submitters_get_unique_consecutive_seqs() {
     assert!(stats.checkpoints >= 400 / 50 - 1, "{stats:?}");
     log.shutdown();
     let rep = verify_dir(dir.path(), &[], None).unwrap();
-    assert!(rep.ok() && rep.records == 400 && rep.unsigned_tail == 0, "{rep:#?}");
+    assert!(
+        rep.ok() && rep.records == 400 && rep.unsigned_tail == 0,
+        "{rep:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_can_be_awaited() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(dir.path(), AuditOptions::default()).unwrap();
-    let a = log.submit(full_record(1, OffsetDateTime::now_utc())).unwrap();
-    let b = log.submit(full_record(2, OffsetDateTime::now_utc())).unwrap();
+    let a = log
+        .submit(full_record(1, OffsetDateTime::now_utc()))
+        .unwrap();
+    let b = log
+        .submit(full_record(2, OffsetDateTime::now_utc()))
+        .unwrap();
     assert_eq!((a.await, b.await), (Ok(1), Ok(2)));
     // Durable: a second connection sees both rows before shutdown.
     let reader = log.reader().unwrap();
     assert_eq!(reader.count().unwrap().0, 2);
-    tokio::task::spawn_blocking(move || log.shutdown()).await.unwrap();
+    tokio::task::spawn_blocking(move || log.shutdown())
+        .await
+        .unwrap();
 }
 
 #[test]
@@ -66,25 +92,55 @@ fn submit_after_shutdown_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(dir.path(), AuditOptions::default()).unwrap();
     log.shutdown();
-    assert_eq!(log.submit(full_record(1, OffsetDateTime::now_utc())).err(), Some(SubmitError::Closed));
+    assert_eq!(
+        log.submit(full_record(1, OffsetDateTime::now_utc())).err(),
+        Some(SubmitError::Closed)
+    );
 }
 
 #[test]
 fn shutdown_flushes_everything_queued() {
     let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(dir.path(), AuditOptions { max_batch: 7, ..Default::default() }).unwrap();
-    let pending: Vec<_> = (0..500).map(|i| log.submit(full_record(i, OffsetDateTime::now_utc())).unwrap()).collect();
+    let log = AuditLog::open(
+        dir.path(),
+        AuditOptions {
+            max_batch: 7,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let pending: Vec<_> = (0..500)
+        .map(|i| {
+            log.submit(full_record(i, OffsetDateTime::now_utc()))
+                .unwrap()
+        })
+        .collect();
     log.shutdown();
     for p in pending {
         assert!(p.wait().is_ok());
     }
-    assert_eq!(SqliteStore::open_existing(dir.path()).unwrap().count().unwrap().0, 500);
+    assert_eq!(
+        SqliteStore::open_existing(dir.path())
+            .unwrap()
+            .count()
+            .unwrap()
+            .0,
+        500
+    );
 }
 
 #[test]
 fn a_full_queue_is_counted_and_leaves_a_marker_in_the_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(dir.path(), AuditOptions { queue_capacity: 4, max_batch: 2, ..Default::default() }).unwrap();
+    let log = AuditLog::open(
+        dir.path(),
+        AuditOptions {
+            queue_capacity: 4,
+            max_batch: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     // Hold the database's write lock so the writer stalls inside its first commit.
     let blocker = common::raw(dir.path());
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -92,7 +148,10 @@ fn a_full_queue_is_counted_and_leaves_a_marker_in_the_chain() {
     let mut refused = 0u64;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while refused < 10 && std::time::Instant::now() < deadline {
-        match log.submit(full_record(accepted.len() as u64, OffsetDateTime::now_utc())) {
+        match log.submit(full_record(
+            accepted.len() as u64,
+            OffsetDateTime::now_utc(),
+        )) {
             Ok(c) => accepted.push(c),
             Err(SubmitError::QueueFull { capacity }) => {
                 assert_eq!(capacity, 4);
@@ -111,8 +170,17 @@ fn a_full_queue_is_counted_and_leaves_a_marker_in_the_chain() {
     log.shutdown();
     let store = SqliteStore::open_existing(dir.path()).unwrap();
     let all = query(&store, &AuditFilter::default()).unwrap();
-    let markers: Vec<_> = all.iter().filter(|r| r.kind == RecordKind::Overflow).collect();
-    assert_eq!(markers.iter().map(|m| m.lost_records.unwrap_or(0)).sum::<u64>(), 10);
+    let markers: Vec<_> = all
+        .iter()
+        .filter(|r| r.kind == RecordKind::Overflow)
+        .collect();
+    assert_eq!(
+        markers
+            .iter()
+            .map(|m| m.lost_records.unwrap_or(0))
+            .sum::<u64>(),
+        10
+    );
     assert_eq!(all.len() as u64, n_accepted + markers.len() as u64);
     assert!(verify_dir(dir.path(), &[], None).unwrap().ok());
     assert_eq!(log.stats().overflow_pending, 0);
@@ -131,9 +199,16 @@ fn bodies_are_compressed_capped_and_readable() {
     let rec = airlock_audit::decode(&store.row(seq, false).unwrap().unwrap()).unwrap();
     let meta = rec.request_body.unwrap();
     assert!(meta.truncated);
-    assert_eq!((meta.original_bytes, meta.captured_bytes), (big.len() as u64, 64 * 1024));
+    assert_eq!(
+        (meta.original_bytes, meta.captured_bytes),
+        (big.len() as u64, 64 * 1024)
+    );
     let blob = store.body(seq, BodyKind::Request).unwrap().unwrap();
-    assert!(blob.len() < 4096, "repetitive body compresses: {} bytes", blob.len());
+    assert!(
+        blob.len() < 4096,
+        "repetitive body compresses: {} bytes",
+        blob.len()
+    );
     let plain = BodyCapture::decompress(&blob, meta.captured_bytes).unwrap();
     assert_eq!(plain, &big.as_bytes()[..64 * 1024]);
 }
@@ -148,7 +223,10 @@ fn hostile_long_fields_are_cut_before_hashing() {
     log.shutdown();
     let store = SqliteStore::open_existing(dir.path()).unwrap();
     let rec = airlock_audit::decode(&store.row(1, false).unwrap().unwrap()).unwrap();
-    assert_eq!(rec.tool_version.map(|v| v.len()), Some(airlock_audit::record::MAX_FIELD_CHARS));
+    assert_eq!(
+        rec.tool_version.map(|v| v.len()),
+        Some(airlock_audit::record::MAX_FIELD_CHARS)
+    );
     assert!(verify_dir(dir.path(), &[], None).unwrap().ok());
 }
 
@@ -157,6 +235,8 @@ fn open_fails_clearly_on_an_unwritable_place() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
-    let e = AuditLog::open(&file, AuditOptions::default()).unwrap_err().to_string();
+    let e = AuditLog::open(&file, AuditOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not-a-dir"), "{e}");
 }

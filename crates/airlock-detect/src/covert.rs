@@ -172,13 +172,21 @@ pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<Cover
             i = q;
             continue;
         }
-        // 5. Letters of another script in a Latin word.
-        if c.is_alphabetic()
-            && !matches!(
-                c.script(),
-                Script::Latin | Script::Common | Script::Inherited
-            )
-        {
+        // Fast path: Han, Kana and Hangul syllables carry nothing and look like no ASCII letter.
+        if matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7A3) {
+            i = p + clen;
+            continue;
+        }
+        // 5. Letters of another script in a Latin word (analysed once, from a letter that
+        // touches a Latin letter).
+        if c.is_alphabetic() && !matches!(c.script(), Script::Latin | Script::Common | Script::Inherited) {
+            let touches_latin = |o: Option<char>| {
+                o.is_some_and(|o| o.is_ascii_alphabetic() || (o.is_alphabetic() && o.script() == Script::Latin))
+            };
+            if !touches_latin(text[..p].chars().next_back()) && !touches_latin(text[p + clen..].chars().next()) {
+                i = p + clen;
+                continue;
+            }
             let (ws, we) = word_bounds(text, p);
             if enabled[Detector::MixedScriptWord.index()]
                 && let Some(hit) = mixed_script_hit(text, base, ws, we)
@@ -400,6 +408,16 @@ fn is_invisible(c: char) -> bool {
         '\u{3164}' | '\u{FFA0}' | '\u{115F}' | '\u{1160}' | '\u{2800}'
     ) {
         return true;
+    }
+    // Fast reject: the Default_Ignorable_Code_Point ranges of Unicode's
+    // DerivedCoreProperties.txt; the UTS #39 skeleton below is the authority inside them.
+    if !matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+        | 0xE0000..=0xE0FFF)
+    {
+        return false;
     }
     if c.is_whitespace() {
         return false;

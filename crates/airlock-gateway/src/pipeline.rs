@@ -284,7 +284,8 @@ async fn process(gw: &Arc<Gateway>, rt: &Arc<Runtime>, req: Request<Incoming>, e
         Endpoint::Gemini => gemini_model(parts.uri.path()).map(str::to_string),
         _ => probe.model,
     };
-    ex.model = model.clone().unwrap_or_default();
+    // Caller-supplied: printable and bounded before it reaches logs and metrics.
+    ex.model = model.as_deref().map(|m| truncate(m, 128)).unwrap_or_default();
     ex.stream = probe.stream.unwrap_or(false) || parts.uri.path().ends_with(":streamGenerateContent");
 
     // 3. authenticate
@@ -378,7 +379,7 @@ fn set_principal(ex: &mut Exchange, p: Option<&Principal>) {
 
 fn set_identity(ex: &mut Exchange, id: &Identity) {
     ex.tool = id.agent_id().to_string();
-    ex.version = id.version.clone().unwrap_or_default();
+    ex.version = id.version.as_deref().map(|v| truncate(v, 64)).unwrap_or_default();
     ex.signal = id.signal.clone();
 }
 

@@ -165,7 +165,9 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         if !self.done {
-            self.end(Outcome::ClientClosed);
+            // An empty body may be complete without ever being polled.
+            let complete = self.transform.is_none() && self.inner.is_end_stream();
+            self.end(if complete { Outcome::Complete } else { Outcome::ClientClosed });
         }
     }
 }

@@ -238,7 +238,9 @@ pub fn scan(
     findings.sort_by(|a, b| {
         (&a.tool, a.kind, &a.location, a.pid).cmp(&(&b.tool, b.kind, &b.location, b.pid))
     });
-    findings.dedup_by(|a, b| a.tool == b.tool && a.kind == b.kind && a.location == b.location && a.pid == b.pid);
+    findings.dedup_by(|a, b| {
+        a.tool == b.tool && a.kind == b.kind && a.location == b.location && a.pid == b.pid
+    });
 
     let (machine_id, hostname) = machine_facts(&s.fs);
     let user = opts
@@ -404,13 +406,25 @@ const HOME_NPM: &[(&str, &str)] = &[
     ("~/.npm-packages/lib/node_modules", "npm"),
     ("~/.local/lib/node_modules", "npm"),
     ("~/.nvm/versions/node/*/lib/node_modules", "npm"),
-    ("~/.local/share/fnm/node-versions/*/installation/lib/node_modules", "npm"),
-    ("~/.fnm/node-versions/*/installation/lib/node_modules", "npm"),
+    (
+        "~/.local/share/fnm/node-versions/*/installation/lib/node_modules",
+        "npm",
+    ),
+    (
+        "~/.fnm/node-versions/*/installation/lib/node_modules",
+        "npm",
+    ),
     ("~/.asdf/installs/nodejs/*/lib/node_modules", "npm"),
-    ("~/.local/share/mise/installs/node/*/lib/node_modules", "npm"),
+    (
+        "~/.local/share/mise/installs/node/*/lib/node_modules",
+        "npm",
+    ),
     ("~/.volta/tools/image/node/*/lib/node_modules", "npm"),
     ("~/.volta/tools/image/packages/*/lib/node_modules", "volta"),
-    ("~/.volta/tools/image/packages/*/*/lib/node_modules", "volta"),
+    (
+        "~/.volta/tools/image/packages/*/*/lib/node_modules",
+        "volta",
+    ),
     ("~/.local/share/pnpm/global/*/node_modules", "pnpm"),
     ("~/.bun/install/global/node_modules", "bun"),
 ];
@@ -418,12 +432,20 @@ const HOME_NPM: &[(&str, &str)] = &[
 const EDITORS: &[(&str, &str, &str)] = &[
     ("~/.vscode/extensions", "vscode", "code"),
     ("~/.vscode-server/extensions", "vscode-server", "code"),
-    ("~/.vscode-insiders/extensions", "vscode-insiders", "code-insiders"),
+    (
+        "~/.vscode-insiders/extensions",
+        "vscode-insiders",
+        "code-insiders",
+    ),
     ("~/.vscode-oss/extensions", "vscodium", "codium"),
     ("~/.cursor/extensions", "cursor", "cursor"),
     ("~/.cursor-server/extensions", "cursor-server", "cursor"),
     ("~/.windsurf/extensions", "windsurf", "windsurf"),
-    ("~/.windsurf-server/extensions", "windsurf-server", "windsurf"),
+    (
+        "~/.windsurf-server/extensions",
+        "windsurf-server",
+        "windsurf",
+    ),
 ];
 /// Platform suffixes of extension directory names.
 const PLATFORMS: &[&str] = &[
@@ -476,7 +498,10 @@ impl<'a> Scanner<'a> {
     /// Expand `*` components (one directory level each).
     fn glob(&mut self, pattern: &Path) -> Vec<PathBuf> {
         let mut acc = vec![PathBuf::from("/")];
-        for comp in pattern.components().skip_while(|c| matches!(c, std::path::Component::RootDir)) {
+        for comp in pattern
+            .components()
+            .skip_while(|c| matches!(c, std::path::Component::RootDir))
+        {
             let c = comp.as_os_str();
             let mut next = Vec::new();
             for prefix in &acc {
@@ -558,7 +583,11 @@ impl<'a> Scanner<'a> {
         }
         for (hi, home) in self.homes.iter().enumerate() {
             for (p, m) in HOME_NPM {
-                dirs.push((airlock_policy::paths::expand_home(p, &home.vpath), m, Some(hi)));
+                dirs.push((
+                    airlock_policy::paths::expand_home(p, &home.vpath),
+                    m,
+                    Some(hi),
+                ));
             }
         }
         for (pattern, manager, home) in dirs {
@@ -659,7 +688,10 @@ impl<'a> Scanner<'a> {
         agent: &Agent,
         r: &root::Resolved,
     ) -> (Option<String>, Option<&'static str>, Option<PathBuf>) {
-        for p in [Some(r.vpath.as_path()), r.vpath.parent()].into_iter().flatten() {
+        for p in [Some(r.vpath.as_path()), r.vpath.parent()]
+            .into_iter()
+            .flatten()
+        {
             if let Some(n) = p.file_name().and_then(|n| n.to_str())
                 && is_version(n)
             {
@@ -817,7 +849,11 @@ impl<'a> Scanner<'a> {
                         }
                     };
                     // /bin and /usr/bin are often one directory: report each target once.
-                    let real_dir = self.fs.resolve(&dir).map(|d| d.vpath).unwrap_or(dir.clone());
+                    let real_dir = self
+                        .fs
+                        .resolve(&dir)
+                        .map(|d| d.vpath)
+                        .unwrap_or(dir.clone());
                     if !seen_targets.insert((agent.id.clone(), real_dir.join(bin))) {
                         continue;
                     }
@@ -864,7 +900,9 @@ impl<'a> Scanner<'a> {
                             if version.is_none() {
                                 let mut v = &name[name.len() - rest.len()..];
                                 for p in PLATFORMS {
-                                    if let Some(s) = v.strip_suffix(p).and_then(|s| s.strip_suffix('-')) {
+                                    if let Some(s) =
+                                        v.strip_suffix(p).and_then(|s| s.strip_suffix('-'))
+                                    {
                                         v = s;
                                         break;
                                     }
@@ -935,7 +973,9 @@ impl<'a> Scanner<'a> {
                     };
                     ok.then_some((v, want_dir))
                 });
-                let Some((path, is_dir)) = found else { continue };
+                let Some((path, is_dir)) = found else {
+                    continue;
+                };
                 let loc = path.display().to_string();
                 self.push(Raw {
                     agent,
@@ -979,7 +1019,8 @@ impl<'a> Scanner<'a> {
         pids.sort_unstable();
         for pid in pids {
             let pdir = proc_dir.join(pid.to_string());
-            let cmdline = read_host_bounded(&pdir.join("cmdline"), MAX_CMDLINE_BYTES).unwrap_or_default();
+            let cmdline =
+                read_host_bounded(&pdir.join("cmdline"), MAX_CMDLINE_BYTES).unwrap_or_default();
             let argv: Vec<String> = cmdline
                 .split(|b| *b == 0)
                 .filter(|a| !a.is_empty())
@@ -994,17 +1035,26 @@ impl<'a> Scanner<'a> {
                 continue;
             }
             let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_string();
-            let exe_name = exe.as_ref().and_then(|e| e.file_name()).map(|n| n.to_string_lossy().into_owned());
+            let exe_name = exe
+                .as_ref()
+                .and_then(|e| e.file_name())
+                .map(|n| n.to_string_lossy().into_owned());
             let argv0 = argv.first().map(|a| base(a));
             let mut hit: Option<(&'a Agent, PathBuf)> = None;
             for agent in self.cat.agents() {
-                let by_name = |n: &Option<String>| n.as_ref().is_some_and(|n| agent.process_names.iter().any(|p| p == n));
+                let by_name = |n: &Option<String>| {
+                    n.as_ref()
+                        .is_some_and(|n| agent.process_names.iter().any(|p| p == n))
+                };
                 if by_name(&exe_name) {
                     hit = exe.clone().map(|e| (agent, e));
                 } else if by_name(&argv0) {
                     let loc = exe.clone().unwrap_or_else(|| PathBuf::from(&argv[0]));
                     hit = Some((agent, loc));
-                } else if matches!(argv0.as_deref().or(exe_name.as_deref()), Some("node" | "nodejs" | "bun" | "deno")) {
+                } else if matches!(
+                    argv0.as_deref().or(exe_name.as_deref()),
+                    Some("node" | "nodejs" | "bun" | "deno")
+                ) {
                     let script = argv.iter().skip(1).take(3).find(|a| {
                         agent
                             .npm_packages
@@ -1097,7 +1147,11 @@ fn normalise(p: &Path) -> PathBuf {
 fn valid_package_name(p: &str) -> bool {
     let parts: Vec<&str> = p.split('/').collect();
     let ok = |s: &str| {
-        !s.is_empty() && s != "." && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || "-._@".contains(c))
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._@".contains(c))
     };
     match parts.as_slice() {
         [n] => ok(n),
@@ -1116,7 +1170,9 @@ pub fn is_version(s: &str) -> bool {
     let (core, rest) = s.split_at(core_end);
     let nums: Vec<&str> = core.split('.').collect();
     (2..=4).contains(&nums.len())
-        && nums.iter().all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        && nums
+            .iter()
+            .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
         && rest
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-+.".contains(c))
@@ -1181,7 +1237,8 @@ pub fn machine_facts(fs: &RootFs) -> (String, String) {
         let s: String = s.lines().next().unwrap_or("").trim().to_string();
         (!s.is_empty()
             && s.len() <= 253
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)))
         .then_some(s)
     };
     let mut hostname = None;

@@ -12,8 +12,7 @@ use crate::{Finding, Remedy, Report};
 /// Quote for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c))
     {
         s.to_string()
@@ -130,7 +129,11 @@ pub fn script(report: &Report) -> String {
         printable(&report.machine_id),
         printable(&report.scanned_at)
     );
-    let denied: Vec<&Finding> = report.findings.iter().filter(|f| !f.verdict.allow).collect();
+    let denied: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| !f.verdict.allow)
+        .collect();
     if denied.is_empty() {
         let _ = writeln!(s, "# nothing to do: no finding is denied by policy");
         return s;
@@ -146,7 +149,10 @@ pub fn script(report: &Report) -> String {
             s,
             "# {} {} ({}{}) at {}: {}",
             f.name,
-            f.version.as_deref().map(printable).unwrap_or_else(|| "(version unknown)".into()),
+            f.version
+                .as_deref()
+                .map(printable)
+                .unwrap_or_else(|| "(version unknown)".into()),
             f.kind.as_str(),
             user,
             printable(&f.location),
@@ -188,7 +194,10 @@ pub fn human(report: &Report) -> String {
             };
             [
                 f.tool.clone(),
-                f.version.as_deref().map(printable).unwrap_or_else(|| "-".into()),
+                f.version
+                    .as_deref()
+                    .map(printable)
+                    .unwrap_or_else(|| "-".into()),
                 f.kind.as_str().to_string(),
                 location,
                 routing,

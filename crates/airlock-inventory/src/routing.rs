@@ -91,7 +91,10 @@ impl Url {
             Some((sc, r)) => (sc.to_ascii_lowercase(), r),
             None => ("http".to_string(), s),
         };
-        if !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+        if !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        {
             return None;
         }
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -151,7 +154,8 @@ fn is_loopback_host(h: &str) -> bool {
     h == "localhost"
         || h.ends_with(".localhost")
         || h == "::1"
-        || h.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+        || h.parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 fn is_unspecified_host(h: &str) -> bool {
@@ -255,7 +259,8 @@ pub(crate) fn read_settings(fs: &RootFs, agent: &Agent, home: &Path) -> Settings
 fn parse_config(path: &Path, bytes: &[u8]) -> Result<Value, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
     if path.extension().is_some_and(|e| e == "toml") {
-        let t: toml::Table = toml::from_str(text).map_err(|e| format!("invalid TOML: {}", e.message()))?;
+        let t: toml::Table =
+            toml::from_str(text).map_err(|e| format!("invalid TOML: {}", e.message()))?;
         return serde_json::to_value(t).map_err(|e| format!("invalid TOML: {e}"));
     }
     match serde_json::from_str(text) {
@@ -376,7 +381,10 @@ pub(crate) fn judge(settings: &Settings, agent: &Agent, airlock: &AirlockAddrs) 
             Some("off".to_string())
         }
     };
-    let base = settings.base_url.as_ref().map(|(u, src)| (Url::parse(u), src));
+    let base = settings
+        .base_url
+        .as_ref()
+        .map(|(u, src)| (Url::parse(u), src));
     let proxy = settings.proxy.as_ref().map(|(u, src)| (Url::parse(u), src));
     let shown = |u: &Option<Url>| {
         Some(
@@ -499,10 +507,25 @@ mod tests {
 
     #[test]
     fn telemetry_switches() {
-        assert_eq!(telemetry_state("env.DISABLE_TELEMETRY", &Value::from("1")), Some(false));
-        assert_eq!(telemetry_state("telemetry.enabled", &Value::from(false)), Some(false));
-        assert_eq!(telemetry_state("usageStatisticsEnabled", &Value::from(true)), Some(true));
-        assert_eq!(telemetry_state("otel.exporter", &Value::from("none")), Some(false));
-        assert_eq!(telemetry_state("otel.exporter", &Value::from("otlp-http")), Some(true));
+        assert_eq!(
+            telemetry_state("env.DISABLE_TELEMETRY", &Value::from("1")),
+            Some(false)
+        );
+        assert_eq!(
+            telemetry_state("telemetry.enabled", &Value::from(false)),
+            Some(false)
+        );
+        assert_eq!(
+            telemetry_state("usageStatisticsEnabled", &Value::from(true)),
+            Some(true)
+        );
+        assert_eq!(
+            telemetry_state("otel.exporter", &Value::from("none")),
+            Some(false)
+        );
+        assert_eq!(
+            telemetry_state("otel.exporter", &Value::from("otlp-http")),
+            Some(true)
+        );
     }
 }

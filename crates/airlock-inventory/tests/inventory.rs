@@ -36,7 +36,11 @@ fn machine() -> tempfile::TempDir {
     write(r, "/etc/hostname", "ws-042\n");
     // System npm install of a Claude Code covered by the advisory, with its launcher on PATH.
     let cc = "/usr/lib/node_modules/@anthropic-ai/claude-code";
-    write(r, &format!("{cc}/package.json"), &pkg("@anthropic-ai/claude-code", "2.1.150"));
+    write(
+        r,
+        &format!("{cc}/package.json"),
+        &pkg("@anthropic-ai/claude-code", "2.1.150"),
+    );
     write(r, &format!("{cc}/cli.js"), "#!/usr/bin/env node\n");
     link(r, "/usr/bin/claude", &format!("{cc}/cli.js"));
     // /bin -> usr/bin (merged /usr): the launcher must be reported once.
@@ -45,17 +49,23 @@ fn machine() -> tempfile::TempDir {
     let a = "/home/alice";
     write(
         r,
-        &format!("{a}/.nvm/versions/node/v22.1.0/lib/node_modules/@qwen-code/qwen-code/package.json"),
+        &format!(
+            "{a}/.nvm/versions/node/v22.1.0/lib/node_modules/@qwen-code/qwen-code/package.json"
+        ),
         &pkg("@qwen-code/qwen-code", "0.24.4"),
     );
     write(
         r,
-        &format!("{a}/.volta/tools/image/packages/@openai/codex/lib/node_modules/@openai/codex/package.json"),
+        &format!(
+            "{a}/.volta/tools/image/packages/@openai/codex/lib/node_modules/@openai/codex/package.json"
+        ),
         &pkg("@openai/codex", "0.169.0"),
     );
     write(
         r,
-        &format!("{a}/.local/share/pnpm/global/5/.pnpm/@google+gemini-cli@0.61.0/node_modules/@google/gemini-cli/package.json"),
+        &format!(
+            "{a}/.local/share/pnpm/global/5/.pnpm/@google+gemini-cli@0.61.0/node_modules/@google/gemini-cli/package.json"
+        ),
         &pkg("@google/gemini-cli", "0.61.0"),
     );
     link(
@@ -63,16 +73,30 @@ fn machine() -> tempfile::TempDir {
         &format!("{a}/.local/share/pnpm/global/5/node_modules/@google/gemini-cli"),
         "../../.pnpm/@google+gemini-cli@0.61.0/node_modules/@google/gemini-cli",
     );
-    write(r, &format!("{a}/.local/share/claude/versions/2.1.332"), "ELF");
+    write(
+        r,
+        &format!("{a}/.local/share/claude/versions/2.1.332"),
+        "ELF",
+    );
     link(
         r,
         &format!("{a}/.local/bin/claude"),
         &format!("{a}/.local/share/claude/versions/2.1.332"),
     );
-    mkdir(r, &format!("{a}/.vscode/extensions/anthropic.claude-code-2.1.150-linux-x64"));
+    mkdir(
+        r,
+        &format!("{a}/.vscode/extensions/anthropic.claude-code-2.1.150-linux-x64"),
+    );
     mkdir(r, &format!("{a}/.vscode/extensions/github.copilot-1.0.0"));
-    mkdir(r, &format!("{a}/.vscode/extensions/github.copilot-chat-0.30.1"));
-    write(r, &format!("{a}/.vscode/extensions/.obsolete"), r#"{"github.copilot-1.0.0": true}"#);
+    mkdir(
+        r,
+        &format!("{a}/.vscode/extensions/github.copilot-chat-0.30.1"),
+    );
+    write(
+        r,
+        &format!("{a}/.vscode/extensions/.obsolete"),
+        r#"{"github.copilot-1.0.0": true}"#,
+    );
     write(
         r,
         &format!("{a}/.cursor/extensions/openai.chatgpt-0.5.1/package.json"),
@@ -90,7 +114,11 @@ fn machine() -> tempfile::TempDir {
     );
     // ~/.cursor holds Cursor's extensions; only cli-config.json shows the Cursor Agent CLI.
     write(r, "/home/bob/.cursor/cli-config.json", "{}");
-    write(r, &format!("{a}/.qwen/settings.json"), r#"{"usageStatisticsEnabled": false}"#);
+    write(
+        r,
+        &format!("{a}/.qwen/settings.json"),
+        r#"{"usageStatisticsEnabled": false}"#,
+    );
     write(
         r,
         &format!("{a}/.gemini/settings.json"),
@@ -98,7 +126,11 @@ fn machine() -> tempfile::TempDir {
     );
     // bob: an old native Claude Code that talks to Anthropic directly.
     let b = "/home/bob";
-    write(r, &format!("{b}/.local/share/claude/versions/2.1.150"), "ELF");
+    write(
+        r,
+        &format!("{b}/.local/share/claude/versions/2.1.150"),
+        "ELF",
+    );
     write(
         r,
         &format!("{b}/.claude/settings.json"),
@@ -113,7 +145,11 @@ fn fake_proc() -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
     let p = t.path();
     write(p, "100/cmdline", "claude\0-p\0secret prompt text\0");
-    link(p, "100/exe", "/home/alice/.local/share/claude/versions/2.1.332");
+    link(
+        p,
+        "100/exe",
+        "/home/alice/.local/share/claude/versions/2.1.332",
+    );
     write(
         p,
         "200/cmdline",
@@ -191,7 +227,14 @@ fn row(
     via: Via,
     allow: bool,
 ) -> (String, Kind, String, Option<String>, Via, bool) {
-    (tool.into(), kind, loc.into(), version.map(Into::into), via, allow)
+    (
+        tool.into(),
+        kind,
+        loc.into(),
+        version.map(Into::into),
+        via,
+        allow,
+    )
 }
 
 #[test]
@@ -207,22 +250,129 @@ fn one_user_exact_inventory() {
     assert_eq!(
         rows(&r),
         vec![
-            row("claude-code", Npm, "/usr/lib/node_modules/@anthropic-ai/claude-code", Some("2.1.150"), Airlock, false),
-            row("claude-code", Binary, "/usr/bin/claude", Some("2.1.150"), Airlock, false),
-            row("claude-code", Native, &format!("{a}/.local/bin/claude"), Some("2.1.332"), Airlock, true),
-            row("claude-code", Native, &format!("{a}/.local/share/claude/versions/2.1.332"), Some("2.1.332"), Airlock, true),
-            row("claude-code", Extension, &format!("{a}/.vscode/extensions/anthropic.claude-code-2.1.150-linux-x64"), Some("2.1.150"), Airlock, false),
-            row("claude-code", Config, &format!("{a}/.claude"), None, Airlock, true),
-            row("claude-code", Process, "/home/alice/.local/share/claude/versions/2.1.332", Some("2.1.332"), Airlock, true),
-            row("claude-code", Process, "/usr/lib/node_modules/@anthropic-ai/claude-code/cli.js", Some("2.1.150"), Airlock, false),
-            row("codex", Npm, &format!("{a}/.volta/tools/image/packages/@openai/codex/lib/node_modules/@openai/codex"), Some("0.169.0"), Other, true),
-            row("codex", Extension, &format!("{a}/.cursor/extensions/openai.chatgpt-0.5.1"), Some("0.5.1"), Other, true),
+            row(
+                "claude-code",
+                Npm,
+                "/usr/lib/node_modules/@anthropic-ai/claude-code",
+                Some("2.1.150"),
+                Airlock,
+                false
+            ),
+            row(
+                "claude-code",
+                Binary,
+                "/usr/bin/claude",
+                Some("2.1.150"),
+                Airlock,
+                false
+            ),
+            row(
+                "claude-code",
+                Native,
+                &format!("{a}/.local/bin/claude"),
+                Some("2.1.332"),
+                Airlock,
+                true
+            ),
+            row(
+                "claude-code",
+                Native,
+                &format!("{a}/.local/share/claude/versions/2.1.332"),
+                Some("2.1.332"),
+                Airlock,
+                true
+            ),
+            row(
+                "claude-code",
+                Extension,
+                &format!("{a}/.vscode/extensions/anthropic.claude-code-2.1.150-linux-x64"),
+                Some("2.1.150"),
+                Airlock,
+                false
+            ),
+            row(
+                "claude-code",
+                Config,
+                &format!("{a}/.claude"),
+                None,
+                Airlock,
+                true
+            ),
+            row(
+                "claude-code",
+                Process,
+                "/home/alice/.local/share/claude/versions/2.1.332",
+                Some("2.1.332"),
+                Airlock,
+                true
+            ),
+            row(
+                "claude-code",
+                Process,
+                "/usr/lib/node_modules/@anthropic-ai/claude-code/cli.js",
+                Some("2.1.150"),
+                Airlock,
+                false
+            ),
+            row(
+                "codex",
+                Npm,
+                &format!(
+                    "{a}/.volta/tools/image/packages/@openai/codex/lib/node_modules/@openai/codex"
+                ),
+                Some("0.169.0"),
+                Other,
+                true
+            ),
+            row(
+                "codex",
+                Extension,
+                &format!("{a}/.cursor/extensions/openai.chatgpt-0.5.1"),
+                Some("0.5.1"),
+                Other,
+                true
+            ),
             row("codex", Config, &format!("{a}/.codex"), None, Other, true),
-            row("copilot-cli", Extension, &format!("{a}/.vscode/extensions/github.copilot-chat-0.30.1"), Some("0.30.1"), Direct, true),
-            row("gemini-cli", Npm, &format!("{a}/.local/share/pnpm/global/5/node_modules/@google/gemini-cli"), Some("0.61.0"), Other, true),
-            row("gemini-cli", Config, &format!("{a}/.gemini"), None, Other, true),
-            row("qwen-code", Npm, &format!("{a}/.nvm/versions/node/v22.1.0/lib/node_modules/@qwen-code/qwen-code"), Some("0.24.4"), Direct, true),
-            row("qwen-code", Config, &format!("{a}/.qwen"), None, Direct, true),
+            row(
+                "copilot-cli",
+                Extension,
+                &format!("{a}/.vscode/extensions/github.copilot-chat-0.30.1"),
+                Some("0.30.1"),
+                Direct,
+                true
+            ),
+            row(
+                "gemini-cli",
+                Npm,
+                &format!("{a}/.local/share/pnpm/global/5/node_modules/@google/gemini-cli"),
+                Some("0.61.0"),
+                Other,
+                true
+            ),
+            row(
+                "gemini-cli",
+                Config,
+                &format!("{a}/.gemini"),
+                None,
+                Other,
+                true
+            ),
+            row(
+                "qwen-code",
+                Npm,
+                &format!("{a}/.nvm/versions/node/v22.1.0/lib/node_modules/@qwen-code/qwen-code"),
+                Some("0.24.4"),
+                Direct,
+                true
+            ),
+            row(
+                "qwen-code",
+                Config,
+                &format!("{a}/.qwen"),
+                None,
+                Direct,
+                true
+            ),
         ]
     );
     assert_eq!(r.machine_id, "0123456789abcdef0123456789abcdef");
@@ -236,7 +386,11 @@ fn one_user_exact_inventory() {
     let npm = &r.findings[0];
     assert_eq!(npm.advisories, ["AIRLOCK-2026-0001"]);
     assert_eq!(npm.verdict.rule, "AIRLOCK-2026-0001");
-    assert!(npm.verdict.message.contains("Update to 2.1.198"), "{}", npm.verdict.message);
+    assert!(
+        npm.verdict.message.contains("Update to 2.1.198"),
+        "{}",
+        npm.verdict.message
+    );
     assert_eq!(
         npm.remediation,
         [
@@ -259,20 +413,34 @@ fn one_user_exact_inventory() {
     let claude = &r.findings[5].routing;
     assert_eq!(claude.base_url.as_deref(), Some("http://localhost:8787"));
     assert_eq!(claude.telemetry.as_deref(), Some("off"));
-    assert_eq!(claude.source.as_deref(), Some("/home/alice/.claude/settings.json"));
+    assert_eq!(
+        claude.source.as_deref(),
+        Some("/home/alice/.claude/settings.json")
+    );
     let codex = &r.findings[10].routing;
-    assert_eq!(codex.base_url.as_deref(), Some("https://llm.example.net:443/v1"));
+    assert_eq!(
+        codex.base_url.as_deref(),
+        Some("https://llm.example.net:443/v1")
+    );
     let gemini = &r.findings[13].routing;
     assert_eq!(gemini.proxy.as_deref(), Some("http://proxy.corp:3128"));
     assert_eq!(r.findings[15].routing.telemetry.as_deref(), Some("off"));
     // The node-run process routes by its environment.
     let proc_routing = &r.findings[7].routing;
-    assert_eq!(proc_routing.source.as_deref(), Some("environment of pid 200"));
+    assert_eq!(
+        proc_routing.source.as_deref(),
+        Some("environment of pid 200")
+    );
     assert_eq!(r.findings[7].pid, Some(200));
 
     // Nothing secret reaches the report.
     let json = serde_json::to_string(&r).unwrap();
-    for secret in ["secret prompt", "sk-ant-api03-secretsecret", "hunter2", "key=abc"] {
+    for secret in [
+        "secret prompt",
+        "sk-ant-api03-secretsecret",
+        "hunter2",
+        "key=abc",
+    ] {
         assert!(!json.contains(secret), "{secret} leaked");
     }
 }
@@ -282,7 +450,11 @@ fn company_policy_bans_qwen_and_prints_removal() {
     let m = machine();
     let o = opts(m.path(), &["/home/alice"]);
     let r = scan(&o, Catalogue::embedded(), &company_policy(), NOW).unwrap();
-    let qwen: Vec<_> = r.findings.iter().filter(|f| f.tool == "qwen-code").collect();
+    let qwen: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.tool == "qwen-code")
+        .collect();
     assert_eq!(qwen.len(), 2);
     for f in &qwen {
         assert!(!f.verdict.allow);
@@ -293,7 +465,9 @@ fn company_policy_bans_qwen_and_prints_removal() {
         };
         assert_eq!(
             f.verdict.message,
-            format!("{who} is blocked by company policy: it sends code to an unapproved vendor. Please use Claude Code instead.")
+            format!(
+                "{who} is blocked by company policy: it sends code to an unapproved vendor. Please use Claude Code instead."
+            )
         );
     }
     assert_eq!(
@@ -304,9 +478,16 @@ fn company_policy_bans_qwen_and_prints_removal() {
     // No processes without a proc dir when the root is not /.
     assert!(r.findings.iter().all(|f| f.kind != Kind::Process));
     // Other tools are untouched by the rule.
-    assert!(r.findings.iter().filter(|f| f.tool == "codex").all(|f| f.verdict.allow));
+    assert!(
+        r.findings
+            .iter()
+            .filter(|f| f.tool == "codex")
+            .all(|f| f.verdict.allow)
+    );
     let script = airlock_inventory::render::script(&r);
-    assert!(script.contains("npm uninstall -g --prefix /home/alice/.nvm/versions/node/v22.1.0 @qwen-code/qwen-code\n"));
+    assert!(script.contains(
+        "npm uninstall -g --prefix /home/alice/.nvm/versions/node/v22.1.0 @qwen-code/qwen-code\n"
+    ));
     assert!(script.starts_with("#!/bin/sh\n"));
 }
 
@@ -325,7 +506,12 @@ fn all_users_and_disagreeing_routing() {
     assert_eq!(
         bob,
         [
-            (Kind::Native, "/home/bob/.local/share/claude/versions/2.1.150", Via::Direct, false),
+            (
+                Kind::Native,
+                "/home/bob/.local/share/claude/versions/2.1.150",
+                Via::Direct,
+                false
+            ),
             (Kind::Config, "/home/bob/.claude", Via::Direct, true),
             (Kind::Config, "/home/bob/.cursor", Via::Direct, true),
         ]
@@ -343,7 +529,11 @@ fn all_users_and_disagreeing_routing() {
         ]
     );
     // The system-wide install: alice goes through Airlock, bob does not.
-    let sys = r.findings.iter().find(|f| f.kind == Kind::Npm && f.tool == "claude-code").unwrap();
+    let sys = r
+        .findings
+        .iter()
+        .find(|f| f.kind == Kind::Npm && f.tool == "claude-code")
+        .unwrap();
     assert_eq!(sys.routing.via, Via::Unknown);
     assert_eq!(sys.user, None);
     assert_eq!(r.user, "unknown");
@@ -353,7 +543,11 @@ fn all_users_and_disagreeing_routing() {
 fn clean_machine_is_compliant() {
     let t = tempfile::tempdir().unwrap();
     let r0 = t.path();
-    write(r0, "/home/carol/.local/share/claude/versions/2.1.332", "ELF");
+    write(
+        r0,
+        "/home/carol/.local/share/claude/versions/2.1.332",
+        "ELF",
+    );
     write(
         r0,
         "/home/carol/.claude/settings.json",
@@ -388,8 +582,18 @@ fn links_out_of_the_root_are_not_followed() {
         outside.path().join("settings.json").to_str().unwrap(),
     );
     // A relative link climbing past the root.
-    link(r0, "/home/dave/.local/bin/claude", "../../../../../../../../../../bin/sh");
-    let r = scan(&opts(r0, &["/home/dave"]), Catalogue::embedded(), &default_policy(), NOW).unwrap();
+    link(
+        r0,
+        "/home/dave/.local/bin/claude",
+        "../../../../../../../../../../bin/sh",
+    );
+    let r = scan(
+        &opts(r0, &["/home/dave"]),
+        Catalogue::embedded(),
+        &default_policy(),
+        NOW,
+    )
+    .unwrap();
     assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
     assert_eq!(r.findings[0].kind, Kind::Config);
     assert_eq!(r.findings[0].routing.via, Via::Direct);
@@ -402,7 +606,10 @@ fn hostile_files_are_errors_not_crashes() {
     write(
         r0,
         "/usr/local/lib/node_modules/@google/gemini-cli/package.json",
-        &format!(r#"{{"name": "@google/gemini-cli", "version": "1.0.0", "pad": "{}"}}"#, "x".repeat(1_100_000)),
+        &format!(
+            r#"{{"name": "@google/gemini-cli", "version": "1.0.0", "pad": "{}"}}"#,
+            "x".repeat(1_100_000)
+        ),
     );
     write(
         r0,
@@ -410,7 +617,13 @@ fn hostile_files_are_errors_not_crashes() {
         "{\"name\": \"opencode-ai\", \"version\": \"1.0.0\\u001b[2J\"}",
     );
     write(r0, "/home/erin/.qwen/settings.json", "{ not json");
-    let r = scan(&opts(r0, &["/home/erin"]), Catalogue::embedded(), &default_policy(), NOW).unwrap();
+    let r = scan(
+        &opts(r0, &["/home/erin"]),
+        Catalogue::embedded(),
+        &default_policy(),
+        NOW,
+    )
+    .unwrap();
     let got: Vec<_> = r
         .findings
         .iter()
@@ -432,7 +645,11 @@ fn hostile_files_are_errors_not_crashes() {
             "/usr/local/lib/node_modules/@google/gemini-cli/package.json",
         ]
     );
-    assert!(r.errors[0].message.starts_with("invalid JSON"), "{}", r.errors[0].message);
+    assert!(
+        r.errors[0].message.starts_with("invalid JSON"),
+        "{}",
+        r.errors[0].message
+    );
 }
 
 #[test]

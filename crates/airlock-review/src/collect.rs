@@ -27,15 +27,17 @@ static URL_RE: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 static HOST_RE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?i)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,24})$").expect("static regex")
+    Regex::new(r"^(?i)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,24})$")
+        .expect("static regex")
 });
 static ZONE_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(?:Africa|America|Antarctica|Asia|Atlantic|Australia|Europe|Indian|Pacific)/[A-Z][A-Za-z_+-]+").expect("static regex")
 });
 /// Top-level domains accepted for bare host names (URLs accept any).
 const BARE_TLDS: &[&str] = &[
-    "com", "net", "org", "io", "ai", "dev", "app", "co", "cn", "ru", "xyz", "info", "biz", "cloud", "tech", "us", "uk",
-    "de", "jp", "fr", "in", "site", "online", "top", "pro", "gg", "ly", "tv", "cc", "live", "run", "ir", "kp", "su",
+    "com", "net", "org", "io", "ai", "dev", "app", "co", "cn", "ru", "xyz", "info", "biz", "cloud",
+    "tech", "us", "uk", "de", "jp", "fr", "in", "site", "online", "top", "pro", "gg", "ly", "tv",
+    "cc", "live", "run", "ir", "kp", "su",
 ];
 
 /// Where a string came from.
@@ -60,12 +62,19 @@ impl<'s> FileCtx<'s> {
     pub fn new(name: String, text: &'s str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
-        Self { name, text, line_starts }
+        Self {
+            name,
+            text,
+            line_starts,
+        }
     }
 
     pub fn line_col(&self, off: usize) -> (u32, u32) {
         let off = off.min(self.text.len());
-        let li = self.line_starts.partition_point(|&s| s <= off).saturating_sub(1);
+        let li = self
+            .line_starts
+            .partition_point(|&s| s <= off)
+            .saturating_sub(1);
         let ls = self.line_starts[li];
         let mut b = off;
         while b > ls && !self.text.is_char_boundary(b) {
@@ -111,7 +120,11 @@ pub fn escape_invisible(s: &str) -> String {
 fn clip_chars(s: &str, n: usize) -> String {
     let mut it = s.chars();
     let head: String = it.by_ref().take(n).collect();
-    if it.next().is_some() { format!("{head}…") } else { head }
+    if it.next().is_some() {
+        format!("{head}…")
+    } else {
+        head
+    }
 }
 
 #[derive(Debug, Default)]
@@ -150,10 +163,18 @@ pub struct Collector {
     per_id_file: HashMap<(String, String), usize>,
     pub notes: Vec<String>,
     pub stats: Stats,
+    /// Set while visiting the inside of an expression that was folded: its literals are parts
+    /// of the decoded whole, not blobs of their own.
+    pub in_fold: bool,
+    decoded_seen: HashSet<(String, String)>,
 }
 
 impl Collector {
-    pub fn new(rules: ReviewRules, host_classes: HostClasses, scanner: Option<&'static Scanner>) -> Self {
+    pub fn new(
+        rules: ReviewRules,
+        host_classes: HostClasses,
+        scanner: Option<&'static Scanner>,
+    ) -> Self {
         Self {
             rules,
             host_classes,
@@ -167,6 +188,8 @@ impl Collector {
             per_id_file: HashMap::new(),
             notes: Vec::new(),
             stats: Stats::default(),
+            in_fold: false,
+            decoded_seen: HashSet::new(),
         }
     }
 
@@ -190,12 +213,28 @@ impl Collector {
         };
         let snippet = clip_chars(escape_invisible(&redacted).trim(), SNIPPET_CHARS);
         let (line, column) = ctx.line_col(start);
-        Evidence { file: ctx.name.clone(), line, column, offset: start as u64, snippet }
+        Evidence {
+            file: ctx.name.clone(),
+            line,
+            column,
+            offset: start as u64,
+            snippet,
+        }
     }
 
     /// Record one use of a capability.
-    pub fn cap(&mut self, id: &str, description: &str, ctx: &FileCtx<'_>, start: usize, end: usize) {
-        let need = self.caps.get(id).is_none_or(|c| c.evidence.len() < MAX_EVIDENCE);
+    pub fn cap(
+        &mut self,
+        id: &str,
+        description: &str,
+        ctx: &FileCtx<'_>,
+        start: usize,
+        end: usize,
+    ) {
+        let need = self
+            .caps
+            .get(id)
+            .is_none_or(|c| c.evidence.len() < MAX_EVIDENCE);
         let ev = need.then(|| self.evidence(ctx, start, end));
         let c = self.caps.entry(id.to_string()).or_default();
         if c.description.is_empty() {
@@ -213,7 +252,10 @@ impl Collector {
         if host.len() > 253 || host.is_empty() {
             return;
         }
-        let need = self.hosts.get(&host).is_none_or(|h| h.evidence.len() < MAX_EVIDENCE);
+        let need = self
+            .hosts
+            .get(&host)
+            .is_none_or(|h| h.evidence.len() < MAX_EVIDENCE);
         let ev = need.then(|| self.evidence(ctx, start, end));
         let fresh = !self.hosts.contains_key(&host);
         let h = self.hosts.entry(host).or_default();
@@ -229,12 +271,28 @@ impl Collector {
     }
 
     /// Record a finding (deduplicated by id, file and offset; capped per id and file).
-    pub fn finding(&mut self, id: &str, severity: Severity, title: &str, detail: String, evidence: Vec<Evidence>) {
-        let (file, off) = evidence.first().map(|e| (e.file.clone(), e.offset as usize)).unwrap_or_default();
-        if !self.finding_keys.insert((id.to_string(), file.clone(), off)) {
+    pub fn finding(
+        &mut self,
+        id: &str,
+        severity: Severity,
+        title: &str,
+        detail: String,
+        evidence: Vec<Evidence>,
+    ) {
+        let (file, off) = evidence
+            .first()
+            .map(|e| (e.file.clone(), e.offset as usize))
+            .unwrap_or_default();
+        if !self
+            .finding_keys
+            .insert((id.to_string(), file.clone(), off))
+        {
             return;
         }
-        let n = self.per_id_file.entry((id.to_string(), file.clone())).or_insert(0);
+        let n = self
+            .per_id_file
+            .entry((id.to_string(), file.clone()))
+            .or_insert(0);
         *n += 1;
         if *n > MAX_FINDINGS_PER_ID_FILE {
             if *n == MAX_FINDINGS_PER_ID_FILE + 1 {
@@ -242,7 +300,13 @@ impl Collector {
             }
             return;
         }
-        self.findings.push(Finding { id: id.to_string(), severity, title: title.to_string(), detail, evidence });
+        self.findings.push(Finding {
+            id: id.to_string(),
+            severity,
+            title: title.to_string(),
+            detail,
+            evidence,
+        });
     }
 
     /// Host names in a string: URLs anywhere; a bare host name when it is the whole string (or,
@@ -255,7 +319,10 @@ impl Collector {
         if value.contains("://") {
             for c in URL_RE.captures_iter(value).take(64) {
                 if let Some(m) = c.get(1) {
-                    let h = m.as_str().trim_matches(|c| c == '[' || c == ']').to_ascii_lowercase();
+                    let h = m
+                        .as_str()
+                        .trim_matches(|c| c == '[' || c == ']')
+                        .to_ascii_lowercase();
                     if h.contains('.') || h.contains(':') || h == "localhost" {
                         if !out.contains(&h) {
                             out.push(h);
@@ -271,10 +338,14 @@ impl Collector {
             }
             let c = HOST_RE.captures(t)?;
             let tld = c.get(1)?.as_str().to_ascii_lowercase();
-            BARE_TLDS.contains(&tld.as_str()).then(|| t.to_ascii_lowercase())
+            BARE_TLDS
+                .contains(&tld.as_str())
+                .then(|| t.to_ascii_lowercase())
         };
         if origin == Origin::Decoded {
-            for t in value.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '|' | '"' | '\'' | '[' | ']')) {
+            for t in value.split(|c: char| {
+                c.is_whitespace() || matches!(c, ',' | ';' | '|' | '"' | '\'' | '[' | ']')
+            }) {
                 if let Some(h) = bare(t)
                     && !out.contains(&h)
                 {
@@ -293,7 +364,14 @@ impl Collector {
     }
 
     /// Analyse one string value located at `[start, end)` of `ctx`.
-    pub fn on_string(&mut self, ctx: &FileCtx<'_>, value: &str, start: usize, end: usize, origin: Origin) -> StringFacts {
+    pub fn on_string(
+        &mut self,
+        ctx: &FileCtx<'_>,
+        value: &str,
+        start: usize,
+        end: usize,
+        origin: Origin,
+    ) -> StringFacts {
         let mut facts = StringFacts::default();
         if value.len() < 3 {
             return facts;
@@ -302,7 +380,12 @@ impl Collector {
             .rules
             .string_capabilities(value)
             .into_iter()
-            .map(|c| (c.to_string(), self.rules.descriptions.get(c).cloned().unwrap_or_default()))
+            .map(|c| {
+                (
+                    c.to_string(),
+                    self.rules.descriptions.get(c).cloned().unwrap_or_default(),
+                )
+            })
             .collect();
         for (c, d) in caps {
             if c.starts_with("credentials.") {
@@ -315,11 +398,17 @@ impl Collector {
             self.host(h, ctx, start, end, origin == Origin::Decoded);
         }
         if origin == Origin::Decoded {
-            facts.zones = ZONE_RE.find_iter(value).take(64).map(|m| m.as_str().to_string()).collect();
+            facts.zones = ZONE_RE
+                .find_iter(value)
+                .take(64)
+                .map(|m| m.as_str().to_string())
+                .collect();
         }
         match origin {
             Origin::Literal => {
-                self.literal_blob(ctx, value, start, end);
+                if !self.in_fold {
+                    self.literal_blob(ctx, value, start, end);
+                }
                 // Escaped invisible characters are not in the raw source the file scan sees.
                 let raw_ascii = ctx.text.get(start..end).is_some_and(|r| r.is_ascii());
                 if raw_ascii && !value.is_ascii() {
@@ -333,7 +422,14 @@ impl Collector {
     }
 
     /// Run the engine on a string value; hits are located at the string's position.
-    fn engine_hits(&mut self, ctx: &FileCtx<'_>, value: &str, start: usize, end: usize, covert_only: bool) {
+    fn engine_hits(
+        &mut self,
+        ctx: &FileCtx<'_>,
+        value: &str,
+        start: usize,
+        end: usize,
+        covert_only: bool,
+    ) {
         let Some(s) = &self.scanner else { return };
         let hits = s.scan(value);
         for h in hits {
@@ -348,13 +444,32 @@ impl Collector {
     /// Turn an engine hit into a review finding.
     pub fn engine_finding(&mut self, h: &crate::engine::Hit, ev: Evidence, in_value: bool) {
         let (id, title, severity) = if h.category == "secret" {
-            (format!("secret.{}", h.rule_id), format!("Embedded secret ({})", h.rule_id), h.severity.max(Severity::High))
+            (
+                format!("secret.{}", h.rule_id),
+                format!("Embedded secret ({})", h.rule_id),
+                h.severity.max(Severity::High),
+            )
         } else {
-            (format!("hidden_text.{}", h.rule_id), format!("Hidden or look-alike Unicode ({})", h.rule_id), h.severity)
+            (
+                format!("hidden_text.{}", h.rule_id),
+                format!("Hidden or look-alike Unicode ({})", h.rule_id),
+                h.severity,
+            )
         };
-        let mut detail = format!("{}: {}", if in_value { "in a string value" } else { "in the source text" }, h.preview);
+        let mut detail = format!(
+            "{}: {}",
+            if in_value {
+                "in a string value"
+            } else {
+                "in the source text"
+            },
+            h.preview
+        );
         if let Some(d) = &h.detail {
-            detail.push_str(&format!("; decoded: {}", clip_chars(&escape_invisible(d), DECODED_CHARS)));
+            detail.push_str(&format!(
+                "; decoded: {}",
+                clip_chars(&escape_invisible(d), DECODED_CHARS)
+            ));
         }
         self.finding(&id, severity, &title, detail, vec![ev]);
     }
@@ -367,8 +482,11 @@ impl Collector {
         }
         let (bytes, method) = if v.len() % 2 == 0 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
             (hex::decode(v).ok(), "hex literal")
-        } else if v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
-            && v.bytes().any(|b| b.is_ascii_digit() || b == b'+' || b == b'/' || b == b'=')
+        } else if v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
+            && v.bytes()
+                .any(|b| b.is_ascii_digit() || b == b'+' || b == b'/' || b == b'=')
             && v.bytes().any(|b| b.is_ascii_uppercase())
             && v.bytes().any(|b| b.is_ascii_lowercase())
         {
@@ -377,7 +495,9 @@ impl Collector {
             return;
         };
         let Some(bytes) = bytes else { return };
-        let Ok(text) = std::str::from_utf8(&bytes) else { return };
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            return;
+        };
         if !is_printable_text(text) {
             return;
         }
@@ -385,20 +505,47 @@ impl Collector {
     }
 
     /// A decoded string: record it, analyse it, and judge what it hides.
-    pub fn on_decoded(&mut self, ctx: &FileCtx<'_>, text: &str, method: &str, strong: bool, start: usize, end: usize) {
+    pub fn on_decoded(
+        &mut self,
+        ctx: &FileCtx<'_>,
+        text: &str,
+        method: &str,
+        strong: bool,
+        start: usize,
+        end: usize,
+    ) {
+        if !self
+            .decoded_seen
+            .insert((ctx.name.clone(), text.to_string()))
+        {
+            return;
+        }
         let ev = self.evidence(ctx, start, end);
-        let shown = clip_chars(&escape_invisible(&match &self.scanner {
-            Some(s) => s.redact(text),
-            None => text.to_string(),
-        }), DECODED_CHARS);
+        let shown = clip_chars(
+            &escape_invisible(&match &self.scanner {
+                Some(s) => s.redact(text),
+                None => text.to_string(),
+            }),
+            DECODED_CHARS,
+        );
         if self.decoded.len() < MAX_DECODED {
-            self.decoded.push(Decoded { method: method.to_string(), text: shown.clone(), evidence: ev.clone() });
+            self.decoded.push(Decoded {
+                method: method.to_string(),
+                text: shown.clone(),
+                evidence: ev.clone(),
+            });
         } else {
             self.decoded_dropped += 1;
         }
         let facts = self.on_string(ctx, text, start, end, Origin::Decoded);
         if !facts.hosts.is_empty() {
-            let list = facts.hosts.iter().take(20).cloned().collect::<Vec<_>>().join(", ");
+            let list = facts
+                .hosts
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
             if strong {
                 self.finding(
                     "obfuscation.decoded_hosts",
@@ -422,7 +569,16 @@ impl Collector {
                 "obfuscation.decoded_fingerprint_list",
                 Severity::High,
                 "Obfuscated environment-fingerprint list decoded",
-                format!("{method} hides time-zone names: {}", facts.zones.iter().take(20).cloned().collect::<Vec<_>>().join(", ")),
+                format!(
+                    "{method} hides time-zone names: {}",
+                    facts
+                        .zones
+                        .iter()
+                        .take(20)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 vec![ev],
             );
         }
@@ -430,14 +586,22 @@ impl Collector {
 
     pub fn finish_stats(&mut self) {
         if self.decoded_dropped > 0 {
-            self.notes.push(format!("{} more decoded strings were not listed", self.decoded_dropped));
+            self.notes.push(format!(
+                "{} more decoded strings were not listed",
+                self.decoded_dropped
+            ));
         }
     }
 
     pub fn take_capabilities(&mut self) -> Vec<Capability> {
         std::mem::take(&mut self.caps)
             .into_iter()
-            .map(|(id, c)| Capability { id, description: c.description, count: c.count, evidence: c.evidence })
+            .map(|(id, c)| Capability {
+                id,
+                description: c.description,
+                count: c.count,
+                evidence: c.evidence,
+            })
             .collect()
     }
 
@@ -446,7 +610,14 @@ impl Collector {
             .into_iter()
             .map(|(host, h)| {
                 let (class, owner) = self.host_classes.classify(&host);
-                Host { host, class, owner, count: h.count, only_decoded: h.only_decoded, evidence: h.evidence }
+                Host {
+                    host,
+                    class,
+                    owner,
+                    count: h.count,
+                    only_decoded: h.only_decoded,
+                    evidence: h.evidence,
+                }
             })
             .collect();
         v.sort_by(|a, b| a.class.cmp(&b.class).then(a.host.cmp(&b.host)));
@@ -460,7 +631,11 @@ pub fn is_printable_text(s: &str) -> bool {
     if n < 6 {
         return false;
     }
-    let good = s.chars().filter(|c| !c.is_control() || matches!(c, '\n' | '\t' | '\r')).filter(|c| *c != '\u{fffd}').count();
+    let good = s
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t' | '\r'))
+        .filter(|c| *c != '\u{fffd}')
+        .count();
     good * 100 >= n * 95
 }
 
@@ -469,17 +644,33 @@ mod tests {
     use super::*;
 
     fn col() -> Collector {
-        Collector::new(ReviewRules::builtin().unwrap(), HostClasses::builtin().unwrap(), None)
+        Collector::new(
+            ReviewRules::builtin().unwrap(),
+            HostClasses::builtin().unwrap(),
+            None,
+        )
     }
 
     #[test]
     fn hosts_from_urls_and_bare_names() {
         let c = col();
-        assert_eq!(c.hosts_in("see https://API.example.net:8443/x and http://u:p@h.io/", Origin::Literal), vec!["api.example.net", "h.io"]);
-        assert_eq!(c.hosts_in("api.anthropic.com", Origin::Literal), vec!["api.anthropic.com"]);
+        assert_eq!(
+            c.hosts_in(
+                "see https://API.example.net:8443/x and http://u:p@h.io/",
+                Origin::Literal
+            ),
+            vec!["api.example.net", "h.io"]
+        );
+        assert_eq!(
+            c.hosts_in("api.anthropic.com", Origin::Literal),
+            vec!["api.anthropic.com"]
+        );
         assert!(c.hosts_in("index.js", Origin::Literal).is_empty());
         assert!(c.hosts_in("lodash.merge", Origin::Literal).is_empty());
-        assert_eq!(c.hosts_in("a.evil.cn,b.evil.ru", Origin::Decoded), vec!["a.evil.cn", "b.evil.ru"]);
+        assert_eq!(
+            c.hosts_in("a.evil.cn,b.evil.ru", Origin::Decoded),
+            vec!["a.evil.cn", "b.evil.ru"]
+        );
     }
 
     #[test]
@@ -493,6 +684,9 @@ mod tests {
 
     #[test]
     fn invisible_is_escaped() {
-        assert_eq!(escape_invisible("a\u{200b}b\u{e0041}"), "a\\u{200B}b\\u{E0041}");
+        assert_eq!(
+            escape_invisible("a\u{200b}b\u{e0041}"),
+            "a\\u{200B}b\\u{E0041}"
+        );
     }
 }

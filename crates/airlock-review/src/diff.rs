@@ -44,18 +44,40 @@ impl Diff {
 }
 
 fn split<T: Ord + Clone>(old: &BTreeSet<T>, new: &BTreeSet<T>) -> (Vec<T>, Vec<T>) {
-    (new.difference(old).cloned().collect(), old.difference(new).cloned().collect())
+    (
+        new.difference(old).cloned().collect(),
+        old.difference(new).cloned().collect(),
+    )
 }
 
 /// Compare two reports.
 pub fn diff(old: &Report, new: &Report) -> Diff {
-    let caps = |r: &Report| r.capabilities.iter().map(|c| c.id.clone()).collect::<BTreeSet<_>>();
-    let hosts = |r: &Report| r.hosts.iter().map(|h| format!("{} ({})", h.host, h.class)).collect::<BTreeSet<_>>();
-    let dec = |r: &Report| r.decoded.iter().map(|d| d.text.clone()).collect::<BTreeSet<_>>();
+    let caps = |r: &Report| {
+        r.capabilities
+            .iter()
+            .map(|c| c.id.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    let hosts = |r: &Report| {
+        r.hosts
+            .iter()
+            .map(|h| format!("{} ({})", h.host, h.class))
+            .collect::<BTreeSet<_>>()
+    };
+    let dec = |r: &Report| {
+        r.decoded
+            .iter()
+            .map(|d| d.text.clone())
+            .collect::<BTreeSet<_>>()
+    };
     let finds = |r: &Report| {
         r.findings
             .iter()
-            .map(|f| FindingKey { severity: f.severity, id: f.id.clone(), detail: f.detail.clone() })
+            .map(|f| FindingKey {
+                severity: f.severity,
+                id: f.id.clone(),
+                detail: f.detail.clone(),
+            })
             .collect::<BTreeSet<_>>()
     };
     let (added_capabilities, removed_capabilities) = split(&caps(old), &caps(new));

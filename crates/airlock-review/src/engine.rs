@@ -14,6 +14,9 @@ pub struct Hit {
     pub end: usize,
     pub preview: String,
     pub detail: Option<String>,
+    /// The engine's confidence is low (generic patterns such as `password = …`): in source
+    /// code these are mostly identifiers, so the review drops them.
+    pub low_confidence: bool,
 }
 
 /// The engine, built once per review.
@@ -36,13 +39,25 @@ impl Scanner {
     pub fn shared() -> Result<&'static Scanner, String> {
         static SHARED: std::sync::OnceLock<Result<Scanner, String>> = std::sync::OnceLock::new();
         SHARED
-            .get_or_init(|| airlock_detect::Engine::builtin().map(|engine| Scanner { engine }).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                airlock_detect::Engine::builtin()
+                    .map(|engine| Scanner { engine })
+                    .map_err(|e| e.to_string())
+            })
             .as_ref()
             .map_err(Clone::clone)
     }
 
     /// Secrets and covert-Unicode hits in `text`.
     pub fn scan(&self, text: &str) -> Vec<Hit> {
+        self.scan_all(text)
+            .into_iter()
+            .filter(|h| !(h.category == "secret" && h.low_confidence))
+            .collect()
+    }
+
+    /// Every secret and covert hit, low-confidence ones included (used for redaction).
+    pub fn scan_all(&self, text: &str) -> Vec<Hit> {
         self.engine
             .scan(text)
             .into_iter()
@@ -60,6 +75,7 @@ impl Scanner {
                     end: f.end,
                     preview: f.preview,
                     detail: f.detail,
+                    low_confidence: f.confidence == airlock_detect::Confidence::Low,
                 })
             })
             .collect()
@@ -67,7 +83,11 @@ impl Scanner {
 
     /// `text` with every secret replaced by its redacted preview.
     pub fn redact(&self, text: &str) -> String {
-        let mut hits: Vec<Hit> = self.scan(text).into_iter().filter(|h| h.category == "secret").collect();
+        let mut hits: Vec<Hit> = self
+            .scan_all(text)
+            .into_iter()
+            .filter(|h| h.category == "secret")
+            .collect();
         if hits.is_empty() {
             return text.to_string();
         }
@@ -75,7 +95,11 @@ impl Scanner {
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
         for h in hits {
-            if h.start < at || h.end > text.len() || !text.is_char_boundary(h.start) || !text.is_char_boundary(h.end) {
+            if h.start < at
+                || h.end > text.len()
+                || !text.is_char_boundary(h.start)
+                || !text.is_char_boundary(h.end)
+            {
                 continue;
             }
             out.push_str(&text[at..h.start]);

@@ -8,8 +8,8 @@
 
 use base64::Engine as _;
 use oxc_ast::ast::{
-    Argument, ArrayExpressionElement, ArrowFunctionBody, ArrowFunctionExpression, BindingPattern, Expression, Function,
-    Statement,
+    Argument, ArrayExpressionElement, ArrowFunctionBody, ArrowFunctionExpression, BindingPattern,
+    Expression, Function, Statement,
 };
 use oxc_syntax::operator::{BinaryOperator, UnaryOperator};
 
@@ -85,7 +85,11 @@ impl Val {
                 }
                 parts.join(",")
             }
-            Val::Bytes(b) => b.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
+            Val::Bytes(b) => b
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
         })
     }
 
@@ -109,7 +113,11 @@ impl Val {
 }
 
 fn num_to_string(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { format!("{n}") }
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
 }
 
 fn to_i32(n: f64) -> i32 {
@@ -122,7 +130,10 @@ fn to_i32(n: f64) -> i32 {
 fn bytes_of(v: &Val) -> Option<Vec<u8>> {
     match v {
         Val::Bytes(b) => Some(b.clone()),
-        Val::Arr(a) => a.iter().map(|x| x.as_num().map(|n| to_i32(n) as u8)).collect(),
+        Val::Arr(a) => a
+            .iter()
+            .map(|x| x.as_num().map(|n| to_i32(n) as u8))
+            .collect(),
         _ => None,
     }
 }
@@ -152,7 +163,13 @@ fn from_char_codes(args: &[Val]) -> Option<String> {
 
 impl<'l> Folder<'l> {
     pub fn new(lookup: &'l dyn Lookup) -> Self {
-        Self { lookup, steps_left: MAX_STEPS, bound: Vec::new(), steps: Vec::new(), xor_keys: Vec::new() }
+        Self {
+            lookup,
+            steps_left: MAX_STEPS,
+            bound: Vec::new(),
+            steps: Vec::new(),
+            xor_keys: Vec::new(),
+        }
     }
 
     fn note(&mut self, s: Step) {
@@ -205,7 +222,9 @@ impl<'l> Folder<'l> {
                 let mut out = Vec::with_capacity(a.elements.len());
                 for el in &a.elements {
                     match el {
-                        ArrayExpressionElement::SpreadElement(s) => match self.eval_d(&s.argument, d + 1)? {
+                        ArrayExpressionElement::SpreadElement(s) => match self
+                            .eval_d(&s.argument, d + 1)?
+                        {
                             Val::Arr(v) => out.extend(v),
                             Val::Str(s) => out.extend(s.chars().map(|c| Val::Str(c.to_string()))),
                             _ => return None,
@@ -235,7 +254,9 @@ impl<'l> Folder<'l> {
             }
             Expression::CallExpression(c) => self.call(&c.callee, &c.arguments, d)?,
             Expression::NewExpression(n) => {
-                let Expression::Identifier(id) = &n.callee else { return None };
+                let Expression::Identifier(id) = &n.callee else {
+                    return None;
+                };
                 match id.name.as_str() {
                     "Uint8Array" | "Buffer" => {
                         let a = self.args(&n.arguments, d)?;
@@ -254,7 +275,11 @@ impl<'l> Folder<'l> {
                 match o {
                     Val::Arr(a) => a.get(i)?.clone(),
                     Val::Bytes(b) => Val::Num(f64::from(*b.get(i)?)),
-                    Val::Str(s) => Val::Str(s.encode_utf16().nth(i).map(|u| char::from_u32(u32::from(u)).unwrap_or('\u{fffd}').to_string())?),
+                    Val::Str(s) => Val::Str(s.encode_utf16().nth(i).map(|u| {
+                        char::from_u32(u32::from(u))
+                            .unwrap_or('\u{fffd}')
+                            .to_string()
+                    })?),
                     _ => return None,
                 }
             }
@@ -294,12 +319,15 @@ impl<'l> Folder<'l> {
             B::BitwiseOR => f64::from(to_i32(a) | to_i32(b)),
             B::ShiftLeft => f64::from(to_i32(a).wrapping_shl(to_i32(b) as u32 & 31)),
             B::ShiftRight => f64::from(to_i32(a).wrapping_shr(to_i32(b) as u32 & 31)),
-            B::ShiftRightZeroFill => f64::from((to_i32(a) as u32).wrapping_shr(to_i32(b) as u32 & 31)),
+            B::ShiftRightZeroFill => {
+                f64::from((to_i32(a) as u32).wrapping_shr(to_i32(b) as u32 & 31))
+            }
             B::StrictEquality | B::Equality => return Some(Val::Bool(l == r)),
             B::StrictInequality | B::Inequality => return Some(Val::Bool(l != r)),
             _ => return None,
         };
-        if !self.bound.is_empty() && matches!(op, B::Subtraction | B::Multiplication | B::Remainder) {
+        if !self.bound.is_empty() && matches!(op, B::Subtraction | B::Multiplication | B::Remainder)
+        {
             self.note(Step::Arithmetic);
         }
         Some(Val::Num(v))
@@ -323,13 +351,20 @@ impl<'l> Folder<'l> {
     /// Apply a one- or two-parameter function literal (arrow or `function`) to values.
     fn apply(&mut self, f: &Expression<'_>, vals: &[Val], d: usize) -> Option<Val> {
         let (params, body): (Vec<String>, &Expression<'_>) = match f {
-            Expression::ArrowFunctionExpression(a) => (param_names(a.params.items.iter().map(|p| &p.pattern))?, arrow_body(a)?),
-            Expression::FunctionExpression(func) => (param_names(func.params.items.iter().map(|p| &p.pattern))?, function_body(func)?),
+            Expression::ArrowFunctionExpression(a) => (
+                param_names(a.params.items.iter().map(|p| &p.pattern))?,
+                arrow_body(a)?,
+            ),
+            Expression::FunctionExpression(func) => (
+                param_names(func.params.items.iter().map(|p| &p.pattern))?,
+                function_body(func)?,
+            ),
             _ => return None,
         };
         let n = self.bound.len();
         for (i, p) in params.iter().enumerate() {
-            self.bound.push((p.clone(), vals.get(i).cloned().unwrap_or(Val::Undef)));
+            self.bound
+                .push((p.clone(), vals.get(i).cloned().unwrap_or(Val::Undef)));
         }
         let r = self.eval_d(body, d + 1);
         self.bound.truncate(n);
@@ -387,7 +422,9 @@ impl<'l> Folder<'l> {
                                             self.note(Step::Hex);
                                             hex::decode(s.trim()).ok()?
                                         }
-                                        "latin1" | "binary" | "ascii" => s.chars().map(|c| c as u32 as u8).collect(),
+                                        "latin1" | "binary" | "ascii" => {
+                                            s.chars().map(|c| c as u32 as u8).collect()
+                                        }
                                         "utf8" | "utf-8" => s.as_bytes().to_vec(),
                                         _ => return None,
                                     }))
@@ -427,7 +464,9 @@ impl<'l> Folder<'l> {
                 {
                     let a = self.args(args, d)?;
                     self.note(Step::TextDecoder);
-                    return Some(Val::Str(String::from_utf8_lossy(&bytes_of(a.first()?)?).into_owned()));
+                    return Some(Val::Str(
+                        String::from_utf8_lossy(&bytes_of(a.first()?)?).into_owned(),
+                    ));
                 }
                 let obj = self.eval_d(&m.object, d + 1)?;
                 self.method(obj, method, args, d)
@@ -443,8 +482,14 @@ impl<'l> Folder<'l> {
             (Val::Str(s), "split") => {
                 let a = self.args(args, d)?;
                 match a.first() {
-                    Some(Val::Str(sep)) if sep.is_empty() => Some(Val::Arr(s.chars().map(|c| Val::Str(c.to_string())).collect())),
-                    Some(Val::Str(sep)) => Some(Val::Arr(s.split(sep.as_str()).map(|p| Val::Str(p.to_string())).collect())),
+                    Some(Val::Str(sep)) if sep.is_empty() => Some(Val::Arr(
+                        s.chars().map(|c| Val::Str(c.to_string())).collect(),
+                    )),
+                    Some(Val::Str(sep)) => Some(Val::Arr(
+                        s.split(sep.as_str())
+                            .map(|p| Val::Str(p.to_string()))
+                            .collect(),
+                    )),
                     None => Some(Val::Arr(vec![Val::Str(s)])),
                     _ => None,
                 }
@@ -453,7 +498,9 @@ impl<'l> Folder<'l> {
                 let a = self.args(args, d)?;
                 let i = a.first().map(|v| v.as_num()).unwrap_or(Some(0.0))? as usize;
                 self.note(Step::CharCodeAt);
-                Some(Val::Num(f64::from(*s.encode_utf16().collect::<Vec<_>>().get(i)?)))
+                Some(Val::Num(f64::from(
+                    *s.encode_utf16().collect::<Vec<_>>().get(i)?,
+                )))
             }
             (Val::Str(s), "toLowerCase") => Some(Val::Str(s.to_lowercase())),
             (Val::Str(s), "toUpperCase") => Some(Val::Str(s.to_uppercase())),
@@ -468,21 +515,35 @@ impl<'l> Folder<'l> {
             }
             (Val::Str(s), "replace" | "replaceAll") => {
                 let a = self.args(args, d)?;
-                let (Val::Str(from), Val::Str(to)) = (a.first()?, a.get(1)?) else { return None };
-                Some(Val::Str(if method == "replace" { s.replacen(from.as_str(), to, 1) } else { s.replace(from.as_str(), to) }))
+                let (Val::Str(from), Val::Str(to)) = (a.first()?, a.get(1)?) else {
+                    return None;
+                };
+                Some(Val::Str(if method == "replace" {
+                    s.replacen(from.as_str(), to, 1)
+                } else {
+                    s.replace(from.as_str(), to)
+                }))
             }
             (Val::Str(s), "slice" | "substring" | "substr") => {
                 let a = self.args(args, d)?;
                 let chars: Vec<char> = s.chars().collect();
                 let n = chars.len() as i64;
-                let norm = |x: f64| -> usize { let x = x as i64; (if x < 0 { (n + x).max(0) } else { x.min(n) }) as usize };
+                let norm = |x: f64| -> usize {
+                    let x = x as i64;
+                    (if x < 0 { (n + x).max(0) } else { x.min(n) }) as usize
+                };
                 let start = norm(a.first().and_then(Val::as_num).unwrap_or(0.0));
                 let end = match (method, a.get(1).and_then(Val::as_num)) {
                     ("substr", Some(len)) => (start + len.max(0.0) as usize).min(n as usize),
                     (_, Some(e)) => norm(e),
                     (_, None) => n as usize,
                 };
-                Some(Val::Str(chars.get(start..end.max(start)).map(|c| c.iter().collect()).unwrap_or_default()))
+                Some(Val::Str(
+                    chars
+                        .get(start..end.max(start))
+                        .map(|c| c.iter().collect())
+                        .unwrap_or_default(),
+                ))
             }
             (Val::Arr(mut a), "reverse") => {
                 a.reverse();
@@ -548,12 +609,18 @@ fn json_to_val(j: &serde_json::Value, depth: usize) -> Option<Val> {
         serde_json::Value::String(s) => Val::Str(s.clone()),
         serde_json::Value::Number(n) => Val::Num(n.as_f64()?),
         serde_json::Value::Bool(b) => Val::Bool(*b),
-        serde_json::Value::Array(a) => Val::Arr(a.iter().map(|x| json_to_val(x, depth + 1)).collect::<Option<_>>()?),
+        serde_json::Value::Array(a) => Val::Arr(
+            a.iter()
+                .map(|x| json_to_val(x, depth + 1))
+                .collect::<Option<_>>()?,
+        ),
         _ => return None,
     })
 }
 
-fn param_names<'a, 'b: 'a>(pats: impl Iterator<Item = &'a BindingPattern<'b>>) -> Option<Vec<String>> {
+fn param_names<'a, 'b: 'a>(
+    pats: impl Iterator<Item = &'a BindingPattern<'b>>,
+) -> Option<Vec<String>> {
     let mut out = Vec::new();
     for p in pats {
         match p {

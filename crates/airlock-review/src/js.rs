@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 use oxc_allocator::Allocator;
 use oxc_ast::ast::{
     Argument, ArrowFunctionExpression, AssignmentExpression, AssignmentTarget, BinaryExpression,
-    BindingPattern, CallExpression, ConditionalExpression, ExportAllDeclaration, ExportFromDeclaration,
-    Expression, Function, IfStatement, ImportDeclaration, ImportExpression, NewExpression, ReturnStatement,
-    Statement, StringLiteral, TemplateLiteral, VariableDeclarator,
+    BindingPattern, CallExpression, ConditionalExpression, ExportAllDeclaration,
+    ExportFromDeclaration, Expression, Function, IfStatement, ImportDeclaration, ImportExpression,
+    NewExpression, ReturnStatement, Statement, StringLiteral, TemplateLiteral, VariableDeclarator,
 };
 use oxc_ast_visit::{Visit, walk};
 use oxc_parser::{ParseOptions, Parser};
@@ -45,18 +45,32 @@ fn source_names(s: Sources) -> String {
         (BASE_URL, "*_BASE_URL variable"),
         (PROXY, "proxy variable"),
     ];
-    names.iter().filter(|(b, _)| s & b != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .filter(|(b, _)| s & b != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn source_capability(s: Sources) -> Option<(&'static str, &'static str)> {
     Some(match s {
-        TIMEZONE => ("env.timezone", "Reads the time zone (Intl resolvedOptions, TZ, getTimezoneOffset)"),
+        TIMEZONE => (
+            "env.timezone",
+            "Reads the time zone (Intl resolvedOptions, TZ, getTimezoneOffset)",
+        ),
         LOCALE => ("env.locale", "Reads the locale or language"),
         HOSTNAME => ("env.hostname", "Reads the host name"),
         USER => ("env.user", "Reads the user name"),
-        NETIF => ("env.network_interfaces", "Lists network interfaces (addresses, MAC)"),
+        NETIF => (
+            "env.network_interfaces",
+            "Lists network interfaces (addresses, MAC)",
+        ),
         MACHINE_ID => ("env.machine_id", "Reads a machine identifier"),
-        BASE_URL => ("env.base_url", "Reads *_BASE_URL variables (API endpoint override)"),
+        BASE_URL => (
+            "env.base_url",
+            "Reads *_BASE_URL variables (API endpoint override)",
+        ),
         PROXY => ("env.proxy", "Reads proxy variables"),
         _ => return None,
     })
@@ -95,16 +109,25 @@ fn module_capability(m: &str) -> Option<(&'static str, &'static str)> {
         "dns" => ("network.dns", "DNS lookups"),
         "vm" => ("code.vm", "Runs code with node:vm"),
         "ws" | "isomorphic-ws" => ("network.websocket", "WebSocket connections"),
-        "undici" | "node-fetch" | "axios" | "got" | "cross-fetch" | "ky" | "superagent" | "request" => {
-            ("network.http_client", "HTTP client library")
-        }
+        "undici" | "node-fetch" | "axios" | "got" | "cross-fetch" | "ky" | "superagent"
+        | "request" => ("network.http_client", "HTTP client library"),
         "bindings" | "node-gyp-build" | "node-addon-api" => ("native.addon", "Loads native addons"),
         _ if m.ends_with(".node") => ("native.addon", "Loads native addons"),
         _ => return None,
     })
 }
 
-const OUTBOUND: &[&str] = &["fetch", "request", "post", "put", "patch", "sendBeacon", "send", "axios", "got"];
+const OUTBOUND: &[&str] = &[
+    "fetch",
+    "request",
+    "post",
+    "put",
+    "patch",
+    "sendBeacon",
+    "send",
+    "axios",
+    "got",
+];
 
 /// Distance within which a credential read and a network send count as one chain.
 pub const CHAIN_WINDOW: usize = 4096;
@@ -151,7 +174,11 @@ struct ScopeLookup<'x> {
 impl Lookup for ScopeLookup<'_> {
     fn lookup(&self, name: &str) -> Option<Val> {
         let key = name.to_string();
-        self.frames.iter().rev().chain(std::iter::once(&0)).find_map(|f| self.consts.get(&(*f, key.clone())).cloned())
+        self.frames
+            .iter()
+            .rev()
+            .chain(std::iter::once(&0))
+            .find_map(|f| self.consts.get(&(*f, key.clone())).cloned())
     }
 }
 
@@ -180,12 +207,22 @@ impl<'c, 's> Analyzer<'c, 's> {
         self.frames.last().map_or(0, |f| f.id)
     }
 
-    fn lookup_scoped<'m, T>(&self, map: &'m HashMap<(u32, String), T>, name: &str) -> Option<&'m T> {
+    fn lookup_scoped<'m, T>(
+        &self,
+        map: &'m HashMap<(u32, String), T>,
+        name: &str,
+    ) -> Option<&'m T> {
         if map.is_empty() {
             return None;
         }
         let key = name.to_string();
-        for f in self.frames.iter().rev().map(|f| f.id).chain(std::iter::once(0)) {
+        for f in self
+            .frames
+            .iter()
+            .rev()
+            .map(|f| f.id)
+            .chain(std::iter::once(0))
+        {
             if let Some(v) = map.get(&(f, key.clone())) {
                 return Some(v);
             }
@@ -196,7 +233,10 @@ impl<'c, 's> Analyzer<'c, 's> {
     /// Environment sources read by this node itself.
     fn direct_source(&self, e: &Expression<'_>) -> Sources {
         match e {
-            Expression::Identifier(id) => self.lookup_scoped(&self.vars, id.name.as_str()).copied().unwrap_or(0),
+            Expression::Identifier(id) => self
+                .lookup_scoped(&self.vars, id.name.as_str())
+                .copied()
+                .unwrap_or(0),
             Expression::StaticMemberExpression(m) => {
                 let p = m.property.name.as_str();
                 if is_process_env(&m.object) {
@@ -238,13 +278,20 @@ impl<'c, 's> Analyzer<'c, 's> {
     }
 
     fn taint_of(&self, e: &Expression<'_>) -> Sources {
-        let mut t = TaintWalk { an: self, acc: 0, budget: 4000 };
+        let mut t = TaintWalk {
+            an: self,
+            acc: 0,
+            budget: 4000,
+        };
         t.visit_expression(e);
         t.acc
     }
 
     fn fold(&self, e: &Expression<'_>) -> Option<(Val, Vec<Step>, Vec<i64>)> {
-        let lk = ScopeLookup { consts: &self.consts, frames: self.frames.iter().map(|f| f.id).collect() };
+        let lk = ScopeLookup {
+            consts: &self.consts,
+            frames: self.frames.iter().map(|f| f.id).collect(),
+        };
         let mut f = Folder::new(&lk);
         let v = f.eval(e)?;
         Some((v, f.steps, f.xor_keys))
@@ -263,7 +310,13 @@ impl<'c, 's> Analyzer<'c, 's> {
     fn push_frame(&mut self) {
         self.next_frame += 1;
         let name = self.pending_name.take();
-        self.frames.push(Frame { id: self.next_frame, name, returns: 0, cred: None, net: None });
+        self.frames.push(Frame {
+            id: self.next_frame,
+            name,
+            returns: 0,
+            cred: None,
+            net: None,
+        });
     }
 
     fn pop_frame(&mut self) {
@@ -284,7 +337,10 @@ impl<'c, 's> Analyzer<'c, 's> {
         if let (Some(c), Some(n)) = (f.cred, f.net)
             && c.0.abs_diff(n.0) <= CHAIN_WINDOW
         {
-            let evs = vec![self.col.evidence(self.ctx, c.0, c.1), self.col.evidence(self.ctx, n.0, n.1)];
+            let evs = vec![
+                self.col.evidence(self.ctx, c.0, c.1),
+                self.col.evidence(self.ctx, n.0, n.1),
+            ];
             self.col.finding(
                 "chain.credential_to_network",
                 Severity::High,
@@ -297,7 +353,8 @@ impl<'c, 's> Analyzer<'c, 's> {
 
     fn cap(&mut self, id: &str, desc: &str, span: Span) {
         if self.pass == Pass::Report {
-            self.col.cap(id, desc, self.ctx, span.start as usize, span.end as usize);
+            self.col
+                .cap(id, desc, self.ctx, span.start as usize, span.end as usize);
         }
     }
 
@@ -317,7 +374,17 @@ impl<'c, 's> Analyzer<'c, 's> {
             .rules
             .module_capabilities(m)
             .into_iter()
-            .map(|c| (c.to_string(), self.col.rules.descriptions.get(c).cloned().unwrap_or_default()))
+            .map(|c| {
+                (
+                    c.to_string(),
+                    self.col
+                        .rules
+                        .descriptions
+                        .get(c)
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            })
             .collect();
         for (c, d) in caps {
             self.cap(&c, &d, span);
@@ -325,19 +392,26 @@ impl<'c, 's> Analyzer<'c, 's> {
     }
 
     fn comparison(&mut self, tainted: Sources, literal: &str, span: Span) {
-        if self.pass != Pass::Report || tainted == 0 || literal.is_empty() || literal == "undefined" {
+        if self.pass != Pass::Report || tainted == 0 || literal.is_empty() || literal == "undefined"
+        {
             return;
         }
         let routing_only = tainted & FINGERPRINT == 0;
         if routing_only && !(literal.contains('.') || literal.contains('/')) {
             return;
         }
-        let ev = self.col.evidence(self.ctx, span.start as usize, span.end as usize);
+        let ev = self
+            .col
+            .evidence(self.ctx, span.start as usize, span.end as usize);
         self.col.finding(
             "fingerprint.env_comparison",
             Severity::Medium,
             "Environment value compared with a specific value",
-            format!("{} compared with \"{}\"", source_names(tainted), escape_invisible(&literal.chars().take(120).collect::<String>())),
+            format!(
+                "{} compared with \"{}\"",
+                source_names(tainted),
+                escape_invisible(&literal.chars().take(120).collect::<String>())
+            ),
             vec![ev],
         );
     }
@@ -347,7 +421,9 @@ impl<'c, 's> Analyzer<'c, 's> {
         if self.pass != Pass::Report {
             return;
         }
-        let Some(diffs) = lookalike::differences(a, b) else { return };
+        let Some(diffs) = lookalike::differences(a, b) else {
+            return;
+        };
         let t = self.taint_of(test);
         let shown = diffs
             .iter()
@@ -355,7 +431,9 @@ impl<'c, 's> Analyzer<'c, 's> {
             .map(|(x, y)| format!("U+{:04X} vs U+{:04X}", *x as u32, *y as u32))
             .collect::<Vec<_>>()
             .join(", ");
-        let ev = self.col.evidence(self.ctx, span.start as usize, span.end as usize);
+        let ev = self
+            .col
+            .evidence(self.ctx, span.start as usize, span.end as usize);
         if t != 0 {
             self.col.finding(
                 "chain.env_to_lookalike_text",
@@ -385,26 +463,53 @@ impl<'c, 's> Analyzer<'c, 's> {
                 Ok(s) => s.to_string(),
                 Err(_) => return,
             },
-            Val::Arr(a) if a.iter().all(|x| matches!(x, Val::Str(_))) => {
-                a.iter().filter_map(|x| x.to_js_string()).collect::<Vec<_>>().join(",")
-            }
+            Val::Arr(a) if a.iter().all(|x| matches!(x, Val::Str(_))) => a
+                .iter()
+                .filter_map(|x| x.to_js_string())
+                .collect::<Vec<_>>()
+                .join(","),
             _ => return,
         };
         if !is_printable_text(&text) {
             return;
         }
-        let mut method = steps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" → ");
+        let mut method = steps
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" → ");
         if !keys.is_empty() {
-            let k = keys.iter().map(|k| format!("0x{k:x}")).collect::<Vec<_>>().join(",");
+            let k = keys
+                .iter()
+                .map(|k| format!("0x{k:x}"))
+                .collect::<Vec<_>>()
+                .join(",");
             method = method.replace("xor", &format!("xor({k})"));
         }
         let strong = steps.len() >= 2
-            || steps.iter().any(|s| matches!(s, Step::Xor | Step::FromCharCode | Step::Reverse | Step::Arithmetic | Step::CharCodeAt));
+            || steps.iter().any(|s| {
+                matches!(
+                    s,
+                    Step::Xor
+                        | Step::FromCharCode
+                        | Step::Reverse
+                        | Step::Arithmetic
+                        | Step::CharCodeAt
+                )
+            });
         self.decoded_here += 1;
         if self.decoded_first.len() < 5 {
-            self.decoded_first.push((span.start as usize, span.end as usize));
+            self.decoded_first
+                .push((span.start as usize, span.end as usize));
         }
-        self.col.on_decoded(self.ctx, &text, &method, strong, span.start as usize, span.end as usize);
+        self.col.on_decoded(
+            self.ctx,
+            &text,
+            &method,
+            strong,
+            span.start as usize,
+            span.end as usize,
+        );
     }
 
     fn branch_string(&self, s: &Statement<'_>) -> Option<String> {
@@ -430,7 +535,10 @@ fn binding_name(p: &BindingPattern<'_>) -> Option<String> {
 fn foldable_root(e: &Expression<'_>) -> bool {
     match e {
         Expression::CallExpression(_) | Expression::NewExpression(_) => true,
-        Expression::BinaryExpression(b) => matches!(b.operator, BinaryOperator::Addition | BinaryOperator::BitwiseXOR),
+        Expression::BinaryExpression(b) => matches!(
+            b.operator,
+            BinaryOperator::Addition | BinaryOperator::BitwiseXOR
+        ),
         _ => false,
     }
 }
@@ -513,7 +621,10 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
             }
             let t = self.taint_of(&a.right);
             if t != 0 {
-                *self.vars.entry((self.top(), id.name.to_string())).or_insert(0) |= t;
+                *self
+                    .vars
+                    .entry((self.top(), id.name.to_string()))
+                    .or_insert(0) |= t;
             }
         }
         walk::walk_assignment_expression(self, a);
@@ -533,10 +644,16 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
         if self.pass == Pass::Report {
             if !matches!(e, Expression::Identifier(_)) {
                 let s = match e {
-                    Expression::CallExpression(c) if matches!(&c.callee, Expression::Identifier(_)) => {
+                    Expression::CallExpression(c)
+                        if matches!(&c.callee, Expression::Identifier(_)) =>
+                    {
                         // A call to a function that returns an environment read is a flow, not a read.
                         let (_, n) = callee_name(&c.callee);
-                        if matches!(n, Some("machineIdSync" | "machineId")) { MACHINE_ID } else { 0 }
+                        if matches!(n, Some("machineIdSync" | "machineId")) {
+                            MACHINE_ID
+                        } else {
+                            0
+                        }
                     }
                     _ => self.direct_source(e),
                 };
@@ -558,10 +675,18 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
                         && s.contains("://")
                     {
                         let sp = e.span();
-                        self.col.on_string(self.ctx, s, sp.start as usize, sp.end as usize, Origin::Extracted);
+                        self.col.on_string(
+                            self.ctx,
+                            s,
+                            sp.start as usize,
+                            sp.end as usize,
+                            Origin::Extracted,
+                        );
                     }
                     self.fold_depth += 1;
+                    let was = std::mem::replace(&mut self.col.in_fold, true);
                     walk::walk_expression(self, e);
+                    self.col.in_fold = was;
                     self.fold_depth -= 1;
                     return;
                 }
@@ -573,11 +698,18 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
     fn visit_string_literal(&mut self, s: &StringLiteral<'a>) {
         if self.pass == Pass::Report {
             self.col.stats.string_literals += 1;
-            let facts = self.col.on_string(self.ctx, s.value.as_str(), s.span.start as usize, s.span.end as usize, Origin::Literal);
+            let facts = self.col.on_string(
+                self.ctx,
+                s.value.as_str(),
+                s.span.start as usize,
+                s.span.end as usize,
+                Origin::Literal,
+            );
             if facts.credential
                 && let Some(f) = self.frames.last_mut()
             {
-                f.cred.get_or_insert((s.span.start as usize, s.span.end as usize));
+                f.cred
+                    .get_or_insert((s.span.start as usize, s.span.end as usize));
             } else if facts.credential {
                 self.module_frame_cred((s.span.start as usize, s.span.end as usize));
             }
@@ -589,11 +721,18 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
             for q in &t.quasis {
                 if let Some(c) = &q.value.cooked {
                     self.col.stats.string_literals += 1;
-                    let facts = self.col.on_string(self.ctx, c.as_str(), q.span.start as usize, q.span.end as usize, Origin::Literal);
+                    let facts = self.col.on_string(
+                        self.ctx,
+                        c.as_str(),
+                        q.span.start as usize,
+                        q.span.end as usize,
+                        Origin::Literal,
+                    );
                     if facts.credential
                         && let Some(f) = self.frames.last_mut()
                     {
-                        f.cred.get_or_insert((q.span.start as usize, q.span.end as usize));
+                        f.cred
+                            .get_or_insert((q.span.start as usize, q.span.end as usize));
                     }
                 }
             }
@@ -610,30 +749,51 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
                     self.cap("network.fetch", "HTTP requests with fetch", span)
                 }
                 (None, Some("eval")) => self.cap("code.eval", "Dynamic code: eval", span),
-                (None, Some("Function")) => self.cap("code.function_constructor", "Dynamic code: Function constructor", span),
+                (None, Some("Function")) => self.cap(
+                    "code.function_constructor",
+                    "Dynamic code: Function constructor",
+                    span,
+                ),
                 (None, Some(n)) if is_require_name(n) => match c.arguments.first() {
                     Some(Argument::StringLiteral(s)) => self.module(s.value.as_str(), span),
-                    Some(_) if n == "require" => {
-                        self.cap("code.dynamic_require", "require() of a computed module name", span)
-                    }
+                    Some(_) if n == "require" => self.cap(
+                        "code.dynamic_require",
+                        "require() of a computed module name",
+                        span,
+                    ),
                     _ => {}
                 },
-                (Some("Bun"), Some("spawn" | "spawnSync" | "$")) | (Some("Deno"), Some("run" | "Command")) => {
+                (Some("Bun"), Some("spawn" | "spawnSync" | "$"))
+                | (Some("Deno"), Some("run" | "Command")) => {
                     self.cap("process.exec", "Runs other programs", span)
                 }
-                (None, Some("execa" | "execaSync" | "spawn" | "execSync" | "spawnSync" | "execFileSync")) if self.child_process => {
+                (
+                    None,
+                    Some(
+                        "execa" | "execaSync" | "spawn" | "execSync" | "spawnSync" | "execFileSync",
+                    ),
+                ) if self.child_process => {
                     self.cap("process.exec", "Runs other programs (child_process)", span)
                 }
-                (Some(_), Some("exec" | "execSync" | "execFile" | "execFileSync" | "spawn" | "spawnSync" | "fork"))
-                    if self.child_process =>
-                {
+                (
+                    Some(_),
+                    Some(
+                        "exec" | "execSync" | "execFile" | "execFileSync" | "spawn" | "spawnSync"
+                        | "fork",
+                    ),
+                ) if self.child_process => {
                     self.cap("process.exec", "Runs other programs (child_process)", span)
                 }
-                (_, Some("runInNewContext" | "runInThisContext" | "runInContext" | "compileFunction")) => {
-                    self.cap("code.vm", "Runs code with node:vm", span)
-                }
+                (
+                    _,
+                    Some(
+                        "runInNewContext" | "runInThisContext" | "runInContext" | "compileFunction",
+                    ),
+                ) => self.cap("code.vm", "Runs code with node:vm", span),
                 (_, Some("sendBeacon")) => self.cap("network.beacon", "navigator.sendBeacon", span),
-                (Some("process"), Some("dlopen")) => self.cap("native.addon", "Loads native addons", span),
+                (Some("process"), Some("dlopen")) => {
+                    self.cap("native.addon", "Loads native addons", span)
+                }
                 _ => {}
             }
             // Outbound request: does a fingerprint flow into it?
@@ -659,14 +819,20 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
                         "chain.fingerprint_to_network",
                         Severity::High,
                         "Environment fingerprint sent over the network",
-                        format!("the {} flows into a `{n}(...)` call", source_names(t & FINGERPRINT)),
+                        format!(
+                            "the {} flows into a `{n}(...)` call",
+                            source_names(t & FINGERPRINT)
+                        ),
                         vec![ev],
                     );
                 }
             }
             // tz.startsWith("Asia/"), ["Asia/Shanghai"].includes(tz)
             if let (Expression::StaticMemberExpression(m), Some(n)) = (&c.callee, name)
-                && matches!(n, "includes" | "startsWith" | "endsWith" | "indexOf" | "has" | "test")
+                && matches!(
+                    n,
+                    "includes" | "startsWith" | "endsWith" | "indexOf" | "has" | "test"
+                )
                 && let Some(arg) = c.arguments.first().and_then(|a| a.as_expression())
             {
                 let to = self.taint_of(&m.object);
@@ -678,7 +844,11 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
                 } else if ta != 0 && to == 0 {
                     if let Some((v, _, _)) = self.fold(&m.object) {
                         let s = match v {
-                            Val::Arr(a) => a.iter().filter_map(|x| x.to_js_string()).collect::<Vec<_>>().join("\", \""),
+                            Val::Arr(a) => a
+                                .iter()
+                                .filter_map(|x| x.to_js_string())
+                                .collect::<Vec<_>>()
+                                .join("\", \""),
                             other => other.to_js_string().unwrap_or_default(),
                         };
                         self.comparison(ta, &s, span);
@@ -696,8 +866,14 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
             match id.name.as_str() {
                 "WebSocket" => self.cap("network.websocket", "WebSocket connections", n.span),
                 "XMLHttpRequest" => self.cap("network.xhr", "XMLHttpRequest", n.span),
-                "EventSource" => self.cap("network.sse", "Server-sent events (EventSource)", n.span),
-                "Function" => self.cap("code.function_constructor", "Dynamic code: Function constructor", n.span),
+                "EventSource" => {
+                    self.cap("network.sse", "Server-sent events (EventSource)", n.span)
+                }
+                "Function" => self.cap(
+                    "code.function_constructor",
+                    "Dynamic code: Function constructor",
+                    n.span,
+                ),
                 _ => {}
             }
             if matches!(id.name.as_str(), "WebSocket" | "Request" | "EventSource") {
@@ -708,12 +884,18 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
                     }
                 }
                 if t & FINGERPRINT != 0 {
-                    let ev = self.col.evidence(self.ctx, n.span.start as usize, n.span.end as usize);
+                    let ev =
+                        self.col
+                            .evidence(self.ctx, n.span.start as usize, n.span.end as usize);
                     self.col.finding(
                         "chain.fingerprint_to_network",
                         Severity::High,
                         "Environment fingerprint sent over the network",
-                        format!("the {} flows into `new {}(...)`", source_names(t & FINGERPRINT), id.name),
+                        format!(
+                            "the {} flows into `new {}(...)`",
+                            source_names(t & FINGERPRINT),
+                            id.name
+                        ),
                         vec![ev],
                     );
                 }
@@ -741,7 +923,11 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
         if let Expression::StringLiteral(s) = &i.source {
             self.module(s.value.as_str(), i.span);
         } else {
-            self.cap("code.dynamic_import", "import() of a computed module", i.span);
+            self.cap(
+                "code.dynamic_import",
+                "import() of a computed module",
+                i.span,
+            );
         }
         walk::walk_import_expression(self, i);
     }
@@ -750,7 +936,10 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
         if self.pass == Pass::Report
             && matches!(
                 b.operator,
-                BinaryOperator::StrictEquality | BinaryOperator::Equality | BinaryOperator::StrictInequality | BinaryOperator::Inequality
+                BinaryOperator::StrictEquality
+                    | BinaryOperator::Equality
+                    | BinaryOperator::StrictInequality
+                    | BinaryOperator::Inequality
             )
         {
             let (tl, tr) = (self.taint_of(&b.left), self.taint_of(&b.right));
@@ -758,7 +947,10 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
                 if let Some(s) = self.fold_str(&b.right) {
                     self.comparison(tl, &s, b.span);
                 }
-            } else if tr != 0 && tl == 0 && let Some(s) = self.fold_str(&b.left) {
+            } else if tr != 0
+                && tl == 0
+                && let Some(s) = self.fold_str(&b.left)
+            {
                 self.comparison(tr, &s, b.span);
             }
         }
@@ -817,20 +1009,36 @@ pub fn analyse(col: &mut Collector, name: String, text: &str, max_parse_bytes: u
     col.stats.bytes_analysed += text.len() as u64;
     scan_source(col, &ctx);
     if text.len() as u64 > max_parse_bytes {
-        col.notes.push(format!("{}: {} bytes is over the parse cap; strings extracted instead", ctx.name, text.len()));
+        col.notes.push(format!(
+            "{}: {} bytes is over the parse cap; strings extracted instead",
+            ctx.name,
+            text.len()
+        ));
         extract_strings(col, &ctx);
         return;
     }
     let allocator = Allocator::default();
-    let opts = ParseOptions { allow_return_outside_function: true, preserve_parens: false, ..ParseOptions::default() };
+    let opts = ParseOptions {
+        allow_return_outside_function: true,
+        preserve_parens: false,
+        ..ParseOptions::default()
+    };
     let st = source_type_for(&ctx.name);
-    let mut ret = Parser::new(&allocator, text, st).with_options(opts.clone()).parse();
+    let mut ret = Parser::new(&allocator, text, st)
+        .with_options(opts.clone())
+        .parse();
     if ret.panicked && st.is_javascript() && !st.is_typescript() {
-        ret = Parser::new(&allocator, text, SourceType::cjs().with_jsx(false)).with_options(opts).parse();
+        ret = Parser::new(&allocator, text, SourceType::cjs().with_jsx(false))
+            .with_options(opts)
+            .parse();
     }
     if ret.panicked {
         col.stats.js_parse_failures += 1;
-        let first = ret.diagnostics.first().map(|d| d.to_string()).unwrap_or_default();
+        let first = ret
+            .diagnostics
+            .first()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
         col.notes.push(format!(
             "{}: could not be parsed as JavaScript ({}); strings extracted instead",
             ctx.name,
@@ -841,7 +1049,11 @@ pub fn analyse(col: &mut Collector, name: String, text: &str, max_parse_bytes: u
     }
     col.stats.js_files_parsed += 1;
     if !ret.diagnostics.is_empty() {
-        col.notes.push(format!("{}: {} recoverable syntax error(s); analysed what parsed", ctx.name, ret.diagnostics.len()));
+        col.notes.push(format!(
+            "{}: {} recoverable syntax error(s); analysed what parsed",
+            ctx.name,
+            ret.diagnostics.len()
+        ));
     }
     let mut an = Analyzer {
         col,
@@ -867,12 +1079,21 @@ pub fn analyse(col: &mut Collector, name: String, text: &str, max_parse_bytes: u
     an.frames.clear();
     an.vars.clear();
     an.visit_program(&ret.program);
-    let module = Frame { id: 0, name: None, returns: 0, cred: an.module_cred, net: an.module_net };
+    let module = Frame {
+        id: 0,
+        name: None,
+        returns: 0,
+        cred: an.module_cred,
+        net: an.module_net,
+    };
     an.check_cred_chain(&module);
     if an.decoded_here > 0 {
         let n = an.decoded_here;
         let firsts = an.decoded_first.clone();
-        let evs = firsts.iter().map(|(s, e)| an.col.evidence(&ctx, *s, *e)).collect();
+        let evs = firsts
+            .iter()
+            .map(|(s, e)| an.col.evidence(&ctx, *s, *e))
+            .collect();
         an.col.finding(
             "obfuscation.decoded_strings",
             Severity::Low,
@@ -896,8 +1117,10 @@ pub fn scan_source(col: &mut Collector, ctx: &FileCtx<'_>) {
 /// Fallback: quoted strings found by a pattern, for text that does not parse.
 pub fn extract_strings(col: &mut Collector, ctx: &FileCtx<'_>) {
     static Q: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r#""((?:[^"\\\n]|\\.){3,})"|'((?:[^'\\\n]|\\.){3,})'|`((?:[^`\\]|\\.){3,})`"#)
-            .expect("static regex")
+        regex::Regex::new(
+            r#""((?:[^"\\\n]|\\.){3,})"|'((?:[^'\\\n]|\\.){3,})'|`((?:[^`\\]|\\.){3,})`"#,
+        )
+        .expect("static regex")
     });
     for c in Q.captures_iter(ctx.text) {
         if let Some(m) = c.get(1).or_else(|| c.get(2)).or_else(|| c.get(3))

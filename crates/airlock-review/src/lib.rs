@@ -46,7 +46,10 @@ use crate::collect::Collector;
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{origin}: {message}")]
     Archive { origin: String, message: String },
     #[error("{file}: {message}")]
@@ -142,7 +145,9 @@ pub fn review(input: &Input, opts: &Options<'_>) -> Result<Report, ReviewError> 
     let engine_error = scanner.as_ref().err().cloned();
     let mut col = Collector::new(rules.clone(), hosts, scanner.ok());
     if let Some(e) = engine_error {
-        col.notes.push(format!("detection engine unavailable ({e}): secrets and covert-Unicode rules were not applied"));
+        col.notes.push(format!(
+            "detection engine unavailable ({e}): secrets and covert-Unicode rules were not applied"
+        ));
     }
     let mut components = Vec::new();
     let target = match input {
@@ -174,14 +179,25 @@ pub fn review(input: &Input, opts: &Options<'_>) -> Result<Report, ReviewError> 
         findings,
         notes: std::mem::take(&mut col.notes),
         stats,
-        verdict: Verdict { decision: Decision::Approve, reasons: vec![] },
+        verdict: Verdict {
+            decision: Decision::Approve,
+            reasons: vec![],
+        },
     };
     report.verdict = rules.decide(&report);
     Ok(report)
 }
 
-fn review_npm(col: &mut Collector, spec: &str, opts: &Options<'_>, comps: &mut Vec<Component>) -> Result<(), ReviewError> {
-    let tmp = tempfile::tempdir().map_err(|e| ReviewError::Io { path: std::env::temp_dir(), source: e })?;
+fn review_npm(
+    col: &mut Collector,
+    spec: &str,
+    opts: &Options<'_>,
+    comps: &mut Vec<Component>,
+) -> Result<(), ReviewError> {
+    let tmp = tempfile::tempdir().map_err(|e| ReviewError::Io {
+        path: std::env::temp_dir(),
+        source: e,
+    })?;
     opts.say(&format!("fetching npm:{spec}"));
     let packed = npm::pack(&opts.npm, spec, tmp.path(), opts.limits.fetch_timeout)?;
     let main = review_tgz_file(col, &packed.path, &format!("npm:{spec}"), "npm", opts)?;
@@ -197,27 +213,49 @@ fn review_npm(col: &mut Collector, spec: &str, opts: &Options<'_>, comps: &mut V
                 let c = review_tgz_file(col, &p.path, &format!("npm:{pspec}"), "npm", opts)?;
                 comps.push(c);
             }
-            Err(e) => col.notes.push(format!("platform package {pspec} not reviewed: {e}")),
+            Err(e) => col
+                .notes
+                .push(format!("platform package {pspec} not reviewed: {e}")),
         }
     }
     Ok(())
 }
 
 fn read_capped(path: &Path, limits: &Limits) -> Result<Vec<u8>, ReviewError> {
-    let md = std::fs::metadata(path).map_err(|e| ReviewError::Io { path: path.to_path_buf(), source: e })?;
+    let md = std::fs::metadata(path).map_err(|e| ReviewError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     if md.len() > limits.max_file_bytes {
-        return Err(ReviewError::Input(format!("{}: {} bytes is over the cap of {}", path.display(), md.len(), limits.max_file_bytes)));
+        return Err(ReviewError::Input(format!(
+            "{}: {} bytes is over the cap of {}",
+            path.display(),
+            md.len(),
+            limits.max_file_bytes
+        )));
     }
-    std::fs::read(path).map_err(|e| ReviewError::Io { path: path.to_path_buf(), source: e })
+    std::fs::read(path).map_err(|e| ReviewError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
 }
 
-fn review_tgz_file(col: &mut Collector, path: &Path, source: &str, kind: &str, opts: &Options<'_>) -> Result<Component, ReviewError> {
+fn review_tgz_file(
+    col: &mut Collector,
+    path: &Path,
+    source: &str,
+    kind: &str,
+    opts: &Options<'_>,
+) -> Result<Component, ReviewError> {
     let data = read_capped(path, &opts.limits)?;
     opts.say(&format!("unpacking {source}"));
     let un = unpack::read_tgz(source, &data, &opts.limits)?;
     let mut comp = Component {
         kind: kind.to_string(),
-        name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         version: None,
         source: source.to_string(),
         sha256: Some(sha256(&data)),
@@ -232,10 +270,21 @@ fn review_tgz_file(col: &mut Collector, path: &Path, source: &str, kind: &str, o
     Ok(comp)
 }
 
-fn review_path(col: &mut Collector, p: &Path, opts: &Options<'_>, comps: &mut Vec<Component>) -> Result<(), ReviewError> {
-    let md = std::fs::metadata(p).map_err(|e| ReviewError::Io { path: p.to_path_buf(), source: e })?;
+fn review_path(
+    col: &mut Collector,
+    p: &Path,
+    opts: &Options<'_>,
+    comps: &mut Vec<Component>,
+) -> Result<(), ReviewError> {
+    let md = std::fs::metadata(p).map_err(|e| ReviewError::Io {
+        path: p.to_path_buf(),
+        source: e,
+    })?;
     let source = p.display().to_string();
-    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| source.clone());
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| source.clone());
     let mut comp = Component {
         kind: String::new(),
         name,
@@ -264,9 +313,16 @@ fn review_path(col: &mut Collector, p: &Path, opts: &Options<'_>, comps: &mut Ve
     comp.sha256 = Some(sha256(&data));
     comp.files = 1;
     comp.bytes = data.len() as u64;
-    comp.kind = if native::is_executable(&data) { "executable".into() } else { "file".into() };
+    comp.kind = if native::is_executable(&data) {
+        "executable".into()
+    } else {
+        "file".into()
+    };
     let un = unpack::Unpacked {
-        members: vec![unpack::Member { path: comp.name.clone(), data }],
+        members: vec![unpack::Member {
+            path: comp.name.clone(),
+            data,
+        }],
         ..Default::default()
     };
     review_members(col, &mut comp, un, opts);
@@ -276,10 +332,21 @@ fn review_path(col: &mut Collector, p: &Path, opts: &Options<'_>, comps: &mut Ve
 
 fn is_js_name(n: &str) -> bool {
     let l = n.to_ascii_lowercase();
-    [".js", ".mjs", ".cjs", ".jsx", ".ts", ".mts", ".cts", ".tsx"].iter().any(|e| l.ends_with(e)) && !l.ends_with(".d.ts")
+    [".js", ".mjs", ".cjs", ".jsx", ".ts", ".mts", ".cts", ".tsx"]
+        .iter()
+        .any(|e| l.ends_with(e))
+        && !l.ends_with(".d.ts")
 }
 
-const INSTALL_SCRIPTS: &[&str] = &["preinstall", "install", "postinstall", "prepare", "preuninstall", "uninstall", "postuninstall"];
+const INSTALL_SCRIPTS: &[&str] = &[
+    "preinstall",
+    "install",
+    "postinstall",
+    "prepare",
+    "preuninstall",
+    "uninstall",
+    "postuninstall",
+];
 
 fn package_json(col: &mut Collector, comp: &mut Component, path: &str, data: &[u8]) {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
@@ -289,33 +356,55 @@ fn package_json(col: &mut Collector, comp: &mut Component, path: &str, data: &[u
     if let Some(n) = v.get("name").and_then(|x| x.as_str()) {
         comp.name = n.to_string();
     }
-    comp.version = v.get("version").and_then(|x| x.as_str()).map(str::to_string);
+    comp.version = v
+        .get("version")
+        .and_then(|x| x.as_str())
+        .map(str::to_string);
     if let Some(deps) = v.get("optionalDependencies").and_then(|x| x.as_object()) {
-        comp.optional_dependencies =
-            deps.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect();
+        comp.optional_dependencies = deps
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+            .collect();
     }
     let text = String::from_utf8_lossy(data);
     let ctx = collect::FileCtx::new(path.to_string(), &text);
     if let Some(scripts) = v.get("scripts").and_then(|x| x.as_object()) {
         for s in INSTALL_SCRIPTS {
             if let Some(cmd) = scripts.get(*s).and_then(|x| x.as_str()) {
-                comp.install_scripts.push((s.to_string(), cmd.chars().take(300).collect()));
+                comp.install_scripts
+                    .push((s.to_string(), cmd.chars().take(300).collect()));
                 let at = text.find(&format!("\"{s}\"")).unwrap_or(0);
                 let ev = col.evidence(&ctx, at, at + s.len() + 2);
-                col.cap("install.script", "npm install scripts (never run by airlock)", &ctx, at, at + s.len() + 2);
-                let sev = if *s == "prepare" { Severity::Low } else { Severity::Medium };
+                col.cap(
+                    "install.script",
+                    "npm install scripts (never run by airlock)",
+                    &ctx,
+                    at,
+                    at + s.len() + 2,
+                );
+                let sev = if *s == "prepare" {
+                    Severity::Low
+                } else {
+                    Severity::Medium
+                };
                 col.finding(
                     "install.script",
                     sev,
                     "npm install script",
-                    format!("`{s}` runs on install: {}", collect::escape_invisible(&cmd.chars().take(200).collect::<String>())),
+                    format!(
+                        "`{s}` runs on install: {}",
+                        collect::escape_invisible(&cmd.chars().take(200).collect::<String>())
+                    ),
                     vec![ev],
                 );
             }
         }
     }
     // Hosts and markers named in the manifest (homepage, repository, bugs...).
-    let strings: Vec<String> = ["homepage"].iter().filter_map(|k| v.get(*k).and_then(|x| x.as_str()).map(str::to_string)).collect();
+    let strings: Vec<String> = ["homepage"]
+        .iter()
+        .filter_map(|k| v.get(*k).and_then(|x| x.as_str()).map(str::to_string))
+        .collect();
     for s in strings {
         if let Some(at) = text.find(&s) {
             col.on_string(&ctx, &s, at, at + s.len(), collect::Origin::Extracted);
@@ -325,12 +414,14 @@ fn package_json(col: &mut Collector, comp: &mut Component, path: &str, data: &[u
 
 fn source_map(col: &mut Collector, path: &str, data: &[u8], opts: &Options<'_>) {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
-        col.notes.push(format!("{path}: source map is not valid JSON"));
+        col.notes
+            .push(format!("{path}: source map is not valid JSON"));
         return;
     };
-    let (Some(sources), Some(contents)) =
-        (v.get("sources").and_then(|x| x.as_array()), v.get("sourcesContent").and_then(|x| x.as_array()))
-    else {
+    let (Some(sources), Some(contents)) = (
+        v.get("sources").and_then(|x| x.as_array()),
+        v.get("sourcesContent").and_then(|x| x.as_array()),
+    ) else {
         return;
     };
     for (i, c) in contents.iter().enumerate() {
@@ -338,12 +429,24 @@ fn source_map(col: &mut Collector, path: &str, data: &[u8], opts: &Options<'_>) 
         let src = sources.get(i).and_then(|s| s.as_str()).unwrap_or("source");
         // Third-party sources inside the map are reviewed too: they ship in the bundle.
         let name = format!("{path}!/{}", src.replace("../", ""));
-        col.cap("source_map.original_sources", "Source maps with original sources (reviewed too)", &collect::FileCtx::new(path.to_string(), ""), 0, 0);
+        col.cap(
+            "source_map.original_sources",
+            "Source maps with original sources (reviewed too)",
+            &collect::FileCtx::new(path.to_string(), ""),
+            0,
+            0,
+        );
         js::analyse(col, name, text, opts.limits.max_parse_bytes);
     }
 }
 
-fn review_native(col: &mut Collector, comp: &mut Component, path: &str, data: &[u8], opts: &Options<'_>) {
+fn review_native(
+    col: &mut Collector,
+    comp: &mut Component,
+    path: &str,
+    data: &[u8],
+    opts: &Options<'_>,
+) {
     opts.say(&format!("extracting {path}"));
     let ex = native::extract(data);
     if comp.embedded_format.is_none() {
@@ -369,7 +472,11 @@ fn review_native(col: &mut Collector, comp: &mut Component, path: &str, data: &[
         }
         let looks_text = !m.data.iter().take(4096).any(|&b| b == 0);
         if is_js_name(&m.name) || (looks_text && !lower.contains('.')) || ex.format == "node-sea" {
-            opts.say(&format!("parsing {name} ({}/{total}, {} KiB)", i + 1, m.data.len() / 1024));
+            opts.say(&format!(
+                "parsing {name} ({}/{total}, {} KiB)",
+                i + 1,
+                m.data.len() / 1024
+            ));
             let text = String::from_utf8_lossy(&m.data);
             js::analyse(col, name, &text, opts.limits.max_parse_bytes);
         } else if lower.ends_with(".map") {
@@ -381,11 +488,22 @@ fn review_native(col: &mut Collector, comp: &mut Component, path: &str, data: &[
     }
 }
 
-fn review_members(col: &mut Collector, comp: &mut Component, un: unpack::Unpacked, opts: &Options<'_>) {
+fn review_members(
+    col: &mut Collector,
+    comp: &mut Component,
+    un: unpack::Unpacked,
+    opts: &Options<'_>,
+) {
     comp.files = un.members.len() as u64;
-    comp.bytes = un.bytes.max(un.members.iter().map(|m| m.data.len() as u64).sum());
+    comp.bytes = un
+        .bytes
+        .max(un.members.iter().map(|m| m.data.len() as u64).sum());
     col.notes.extend(un.notes);
-    let prefix = if comp.kind == "npm" { format!("{}/", comp.source.trim_start_matches("npm:")) } else { String::new() };
+    let prefix = if comp.kind == "npm" {
+        format!("{}/", comp.source.trim_start_matches("npm:"))
+    } else {
+        String::new()
+    };
     for (raw, why) in un.refused {
         let ctx = collect::FileCtx::new(format!("{prefix}{}", collect::escape_invisible(&raw)), "");
         let ev = col.evidence(&ctx, 0, 0);
@@ -393,7 +511,10 @@ fn review_members(col: &mut Collector, comp: &mut Component, un: unpack::Unpacke
             "package.unsafe_member",
             Severity::High,
             "Unsafe archive member",
-            format!("member {:?}: {why}; it was not extracted", collect::escape_invisible(&raw)),
+            format!(
+                "member {:?}: {why}; it was not extracted",
+                collect::escape_invisible(&raw)
+            ),
             vec![ev],
         );
     }
@@ -413,7 +534,11 @@ fn review_members(col: &mut Collector, comp: &mut Component, un: unpack::Unpacke
             col.cap("native.addon", "Loads native addons", &ctx, 0, 0);
         } else if is_js_name(&m.path) {
             if m.data.len() > 256 * 1024 {
-                opts.say(&format!("parsing {name} ({}/{total}, {} KiB)", i + 1, m.data.len() / 1024));
+                opts.say(&format!(
+                    "parsing {name} ({}/{total}, {} KiB)",
+                    i + 1,
+                    m.data.len() / 1024
+                ));
             }
             let text = String::from_utf8_lossy(&m.data);
             js::analyse(col, name, &text, opts.limits.max_parse_bytes);

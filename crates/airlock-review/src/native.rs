@@ -46,11 +46,15 @@ pub fn is_executable(data: &[u8]) -> bool {
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// The section that holds Bun's graph, when the container format names one.
@@ -82,14 +86,22 @@ pub fn parse_bun_graph(blob: &[u8]) -> Result<Vec<Module>, String> {
     let t = memmem::rfind(blob, BUN_TRAILER).ok_or("no Bun trailer")?;
     // Offsets { byte_count: u64, modules_ptr: {u32 offset, u32 length}, ... } then trailer.
     for osize in (16..=96).step_by(4) {
-        let Some(off) = t.checked_sub(osize) else { break };
-        let (Some(byte_count), Some(mod_off), Some(mod_len)) =
-            (u64_at(blob, off), u32_at(blob, off + 8), u32_at(blob, off + 12))
-        else {
+        let Some(off) = t.checked_sub(osize) else {
+            break;
+        };
+        let (Some(byte_count), Some(mod_off), Some(mod_len)) = (
+            u64_at(blob, off),
+            u32_at(blob, off + 8),
+            u32_at(blob, off + 12),
+        ) else {
             continue;
         };
-        let Ok(byte_count) = usize::try_from(byte_count) else { continue };
-        let Some(base) = off.checked_sub(byte_count) else { continue };
+        let Ok(byte_count) = usize::try_from(byte_count) else {
+            continue;
+        };
+        let Some(base) = off.checked_sub(byte_count) else {
+            continue;
+        };
         let raw = &blob[base..off];
         let (mod_off, mod_len) = (mod_off as usize, mod_len as usize);
         if mod_len == 0 || mod_off.checked_add(mod_len).is_none_or(|e| e > raw.len()) {
@@ -113,15 +125,27 @@ fn records(raw: &[u8], list: &[u8]) -> Option<Vec<Module>> {
         let mut mods = Vec::with_capacity(n);
         for i in 0..n {
             let r = i * rsize;
-            let (no, nl, co, cl) = (u32_at(list, r)?, u32_at(list, r + 4)?, u32_at(list, r + 8)?, u32_at(list, r + 12)?);
+            let (no, nl, co, cl) = (
+                u32_at(list, r)?,
+                u32_at(list, r + 4)?,
+                u32_at(list, r + 8)?,
+                u32_at(list, r + 12)?,
+            );
             let (no, nl, co, cl) = (no as usize, nl as usize, co as usize, cl as usize);
-            let Some(name) = raw.get(no..no.saturating_add(nl)).and_then(plausible_name) else { continue 'size };
-            let Some(contents) = raw.get(co..co.saturating_add(cl)) else { continue 'size };
+            let Some(name) = raw.get(no..no.saturating_add(nl)).and_then(plausible_name) else {
+                continue 'size;
+            };
+            let Some(contents) = raw.get(co..co.saturating_add(cl)) else {
+                continue 'size;
+            };
             // A real record table has names that look like paths.
             if !(name.contains('/') || name.contains('.')) {
                 continue 'size;
             }
-            mods.push(Module { name, data: contents.to_vec() });
+            mods.push(Module {
+                name,
+                data: contents.to_vec(),
+            });
         }
         return Some(mods);
     }
@@ -139,12 +163,21 @@ fn parse_sea(data: &[u8], at: usize) -> Option<Module> {
     let l1 = usize::try_from(u64_at(data, p)?).ok()?;
     let first = data.get(p + 8..(p + 8).checked_add(l1)?)?;
     p = p + 8 + l1;
-    if l1 < 4096 && plausible_name(first).is_some() && (first.ends_with(b".js") || first.ends_with(b".cjs") || first.ends_with(b".mjs")) {
+    if l1 < 4096
+        && plausible_name(first).is_some()
+        && (first.ends_with(b".js") || first.ends_with(b".cjs") || first.ends_with(b".mjs"))
+    {
         let l2 = usize::try_from(u64_at(data, p)?).ok()?;
         let code = data.get(p + 8..(p + 8).checked_add(l2)?)?;
-        return Some(Module { name: String::from_utf8_lossy(first).into_owned(), data: code.to_vec() });
+        return Some(Module {
+            name: String::from_utf8_lossy(first).into_owned(),
+            data: code.to_vec(),
+        });
     }
-    Some(Module { name: "sea-main.js".into(), data: first.to_vec() })
+    Some(Module {
+        name: "sea-main.js".into(),
+        data: first.to_vec(),
+    })
 }
 
 /// Printable ASCII runs (at least [`MIN_STRING_RUN`] long), one per line, capped.
@@ -187,7 +220,13 @@ pub fn extract(data: &[u8]) -> Extracted {
         None => None,
     };
     match bun {
-        Some(Ok(modules)) if !modules.is_empty() => return Extracted { format: "bun", modules, notes },
+        Some(Ok(modules)) if !modules.is_empty() => {
+            return Extracted {
+                format: "bun",
+                modules,
+                notes,
+            };
+        }
         Some(Ok(_)) => notes.push("Bun module graph is empty".into()),
         Some(Err(e)) => notes.push(format!("Bun standalone executable, but: {e}")),
         None => {}
@@ -198,18 +237,32 @@ pub fn extract(data: &[u8]) -> Extracted {
             if let Some(m) = parse_sea(data, at)
                 && !m.data.is_empty()
             {
-                return Extracted { format: "node-sea", modules: vec![m], notes };
+                return Extracted {
+                    format: "node-sea",
+                    modules: vec![m],
+                    notes,
+                };
             }
         }
         notes.push("Node single-executable fuse found but no readable SEA blob".into());
     }
-    if memmem::find(data, b"PAYLOAD_POSITION").is_some() || memmem::find(data, b"pkg/prelude").is_some() {
-        notes.push("looks like a pkg executable: its snapshot is not unpacked; strings only".into());
+    if memmem::find(data, b"PAYLOAD_POSITION").is_some()
+        || memmem::find(data, b"pkg/prelude").is_some()
+    {
+        notes
+            .push("looks like a pkg executable: its snapshot is not unpacked; strings only".into());
     } else if memmem::find(data, b"nexe~~sentinel").is_some() {
         notes.push("looks like a nexe executable: strings only".into());
     }
     notes.push("no embedded JavaScript format recognised: reviewed printable strings only".into());
-    Extracted { format: "strings", modules: vec![Module { name: "strings.txt".into(), data: strings(data) }], notes }
+    Extracted {
+        format: "strings",
+        modules: vec![Module {
+            name: "strings.txt".into(),
+            data: strings(data),
+        }],
+        notes,
+    }
 }
 
 #[cfg(test)]
@@ -253,7 +306,14 @@ mod tests {
     #[test]
     fn bun_graph_any_layout() {
         for (rec, off) in [(36, 24), (52, 32), (64, 40), (40, 28)] {
-            let blob = bun_blob(&[("/$bunfs/root/cli.js", "console.log(1)"), ("/$bunfs/root/x.wasm", "\0asm")], rec, off);
+            let blob = bun_blob(
+                &[
+                    ("/$bunfs/root/cli.js", "console.log(1)"),
+                    ("/$bunfs/root/x.wasm", "\0asm"),
+                ],
+                rec,
+                off,
+            );
             let mods = parse_bun_graph(&blob).unwrap();
             assert_eq!(mods.len(), 2, "record {rec} offsets {off}");
             assert_eq!(mods[0].name, "/$bunfs/root/cli.js");

@@ -19,7 +19,12 @@ pub struct Packed {
 
 /// Reject specs that could be read as options or carry control characters.
 pub fn validate_spec(spec: &str) -> Result<(), ReviewError> {
-    let bad = |m: &str| Err(ReviewError::Fetch { spec: spec.to_string(), message: m.to_string() });
+    let bad = |m: &str| {
+        Err(ReviewError::Fetch {
+            spec: spec.to_string(),
+            message: m.to_string(),
+        })
+    };
     if spec.is_empty() || spec.len() > 512 {
         return bad("empty or too long");
     }
@@ -35,7 +40,10 @@ pub fn validate_spec(spec: &str) -> Result<(), ReviewError> {
 /// Run `npm pack` with a timeout.
 pub fn pack(npm: &str, spec: &str, dest: &Path, timeout: Duration) -> Result<Packed, ReviewError> {
     validate_spec(spec)?;
-    let err = |message: String| ReviewError::Fetch { spec: spec.to_string(), message };
+    let err = |message: String| ReviewError::Fetch {
+        spec: spec.to_string(),
+        message,
+    };
     let mut child = Command::new(npm)
         .arg("pack")
         .arg(spec)
@@ -68,7 +76,10 @@ pub fn pack(npm: &str, spec: &str, dest: &Path, timeout: Duration) -> Result<Pac
             Ok(None) if start.elapsed() > timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(err(format!("npm pack did not finish within {} s", timeout.as_secs())));
+                return Err(err(format!(
+                    "npm pack did not finish within {} s",
+                    timeout.as_secs()
+                )));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             Err(e) => return Err(err(e.to_string())),
@@ -78,32 +89,67 @@ pub fn pack(npm: &str, spec: &str, dest: &Path, timeout: Duration) -> Result<Pac
     let errb = err_t.join().unwrap_or_default();
     if !status.success() {
         let msg = String::from_utf8_lossy(&errb);
-        let line = msg.lines().filter(|l| l.contains("ERR")).take(3).collect::<Vec<_>>().join(" | ");
-        return Err(err(format!("npm pack failed ({status}): {}", if line.is_empty() { msg.trim().chars().take(300).collect() } else { line })));
+        let line = msg
+            .lines()
+            .filter(|l| l.contains("ERR"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" | ");
+        return Err(err(format!(
+            "npm pack failed ({status}): {}",
+            if line.is_empty() {
+                msg.trim().chars().take(300).collect()
+            } else {
+                line
+            }
+        )));
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out).map_err(|e| err(format!("unexpected npm pack output: {e}")))?;
-    let first = v.as_array().and_then(|a| a.first()).ok_or_else(|| err("npm pack printed no package".into()))?;
-    let filename = first.get("filename").and_then(|f| f.as_str()).ok_or_else(|| err("npm pack output has no filename".into()))?;
+    let v: serde_json::Value = serde_json::from_slice(&out)
+        .map_err(|e| err(format!("unexpected npm pack output: {e}")))?;
+    let first = v
+        .as_array()
+        .and_then(|a| a.first())
+        .ok_or_else(|| err("npm pack printed no package".into()))?;
+    let filename = first
+        .get("filename")
+        .and_then(|f| f.as_str())
+        .ok_or_else(|| err("npm pack output has no filename".into()))?;
     // npm prints the bare file name; never let it point elsewhere.
-    let fname = Path::new(filename).file_name().ok_or_else(|| err("bad file name from npm".into()))?;
+    let fname = Path::new(filename)
+        .file_name()
+        .ok_or_else(|| err("bad file name from npm".into()))?;
     let path = dest.join(fname);
     if !path.is_file() {
-        return Err(err(format!("npm pack reported {filename} but it is not in {}", dest.display())));
+        return Err(err(format!(
+            "npm pack reported {filename} but it is not in {}",
+            dest.display()
+        )));
     }
     Ok(Packed {
         path,
-        name: first.get("name").and_then(|x| x.as_str()).unwrap_or("").to_string(),
-        version: first.get("version").and_then(|x| x.as_str()).unwrap_or("").to_string(),
+        name: first
+            .get("name")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .to_string(),
+        version: first
+            .get("version")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .to_string(),
     })
 }
 
 /// Choose the platform package among `optionalDependencies` (e.g. `linux-x64`, not musl).
-pub fn platform_dependency<'d>(deps: &'d [(String, String)], platform: &str) -> Option<&'d (String, String)> {
+pub fn platform_dependency<'d>(
+    deps: &'d [(String, String)],
+    platform: &str,
+) -> Option<&'d (String, String)> {
     let suffix = format!("-{platform}");
-    deps.iter()
-        .find(|(n, _)| n.ends_with(&suffix))
-        .or_else(|| deps.iter().find(|(n, _)| n.contains(platform) && !n.contains("musl")))
+    deps.iter().find(|(n, _)| n.ends_with(&suffix)).or_else(|| {
+        deps.iter()
+            .find(|(n, _)| n.contains(platform) && !n.contains("musl"))
+    })
 }
 
 #[cfg(test)]
@@ -125,7 +171,10 @@ mod tests {
             ("@x/cli-linux-x64".to_string(), "1".to_string()),
             ("@x/cli-darwin-arm64".to_string(), "1".to_string()),
         ];
-        assert_eq!(platform_dependency(&d, "linux-x64").unwrap().0, "@x/cli-linux-x64");
+        assert_eq!(
+            platform_dependency(&d, "linux-x64").unwrap().0,
+            "@x/cli-linux-x64"
+        );
         assert!(platform_dependency(&d, "win32-x64").is_none());
     }
 }

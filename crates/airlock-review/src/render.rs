@@ -15,7 +15,11 @@ struct Paint(bool);
 
 impl Paint {
     fn c(&self, code: &str, s: &str) -> String {
-        if self.0 { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
     }
     fn sev(&self, s: Severity) -> String {
         let code = match s {
@@ -45,18 +49,33 @@ fn at(e: &Evidence) -> String {
 pub fn human(r: &Report, color: bool) -> String {
     let p = Paint(color);
     let mut o = String::new();
-    let _ = writeln!(o, "{} {}   verdict: {}", p.c("1", "airlock review"), r.target, p.decision(r.verdict.decision));
+    let _ = writeln!(
+        o,
+        "{} {}   verdict: {}",
+        p.c("1", "airlock review"),
+        r.target,
+        p.decision(r.verdict.decision)
+    );
     for c in &r.components {
         let _ = writeln!(
             o,
             "  {} {}{} — {} files, {} bytes{}{}",
             c.kind,
             c.name,
-            c.version.as_deref().map(|v| format!("@{v}")).unwrap_or_default(),
+            c.version
+                .as_deref()
+                .map(|v| format!("@{v}"))
+                .unwrap_or_default(),
             c.files,
             c.bytes,
-            c.embedded_format.as_deref().map(|f| format!(", embedded: {f}")).unwrap_or_default(),
-            c.sha256.as_deref().map(|h| format!(", sha256 {}", &h[..16.min(h.len())])).unwrap_or_default(),
+            c.embedded_format
+                .as_deref()
+                .map(|f| format!(", embedded: {f}"))
+                .unwrap_or_default(),
+            c.sha256
+                .as_deref()
+                .map(|h| format!(", sha256 {}", &h[..16.min(h.len())]))
+                .unwrap_or_default(),
         );
     }
     let s = &r.stats;
@@ -70,29 +89,73 @@ pub fn human(r: &Report, color: bool) -> String {
         let _ = writeln!(o, "  none");
     }
     for f in &r.findings {
-        let _ = writeln!(o, "  {} {}  {}", p.sev(f.severity), p.c("1", &f.id), f.title);
+        let _ = writeln!(
+            o,
+            "  {} {}  {}",
+            p.sev(f.severity),
+            p.c("1", &f.id),
+            f.title
+        );
         let _ = writeln!(o, "           {}", f.detail);
         for e in &f.evidence {
             let _ = writeln!(o, "           at {}  {}", p.c("2", &at(e)), e.snippet);
         }
     }
-    let _ = writeln!(o, "\n{} ({})", p.c("1", "Capabilities"), r.capabilities.len());
+    let _ = writeln!(
+        o,
+        "\n{} ({})",
+        p.c("1", "Capabilities"),
+        r.capabilities.len()
+    );
     for c in &r.capabilities {
         let first = c.evidence.first().map(at).unwrap_or_default();
-        let _ = writeln!(o, "  {:<34} ×{:<6} {}  {}", c.id, c.count, c.description, p.c("2", &first));
+        let _ = writeln!(
+            o,
+            "  {:<34} ×{:<6} {}  {}",
+            c.id,
+            c.count,
+            c.description,
+            p.c("2", &first)
+        );
     }
     let _ = writeln!(o, "\n{} ({})", p.c("1", "Hosts"), r.hosts.len());
     for h in &r.hosts {
-        let owner = h.owner.as_deref().map(|o| format!(" ({o})")).unwrap_or_default();
-        let dec = if h.only_decoded { p.c("1;31", " [only in decoded strings]") } else { String::new() };
-        let _ = writeln!(o, "  {:<17} {}{} ×{}{}", format!("[{}]", h.class), h.host, owner, h.count, dec);
+        let owner = h
+            .owner
+            .as_deref()
+            .map(|o| format!(" ({o})"))
+            .unwrap_or_default();
+        let dec = if h.only_decoded {
+            p.c("1;31", " [only in decoded strings]")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            o,
+            "  {:<17} {}{} ×{}{}",
+            format!("[{}]", h.class),
+            h.host,
+            owner,
+            h.count,
+            dec
+        );
     }
     let _ = writeln!(o, "\n{} ({})", p.c("1", "Decoded strings"), r.decoded.len());
     for d in r.decoded.iter().take(HUMAN_DECODED_LIMIT) {
-        let _ = writeln!(o, "  [{}] {:?}  {}", d.method, d.text, p.c("2", &at(&d.evidence)));
+        let _ = writeln!(
+            o,
+            "  [{}] {:?}  {}",
+            d.method,
+            d.text,
+            p.c("2", &at(&d.evidence))
+        );
     }
     if r.decoded.len() > HUMAN_DECODED_LIMIT {
-        let _ = writeln!(o, "  … {} more (see --format json or html)", r.decoded.len() - HUMAN_DECODED_LIMIT);
+        let _ = writeln!(
+            o,
+            "  … {} more (see --format json or html)",
+            r.decoded.len() - HUMAN_DECODED_LIMIT
+        );
     }
     if !r.notes.is_empty() {
         let _ = writeln!(o, "\n{} ({})", p.c("1", "Notes"), r.notes.len());
@@ -100,7 +163,12 @@ pub fn human(r: &Report, color: bool) -> String {
             let _ = writeln!(o, "  - {n}");
         }
     }
-    let _ = writeln!(o, "\n{} {}", p.c("1", "Verdict:"), p.decision(r.verdict.decision));
+    let _ = writeln!(
+        o,
+        "\n{} {}",
+        p.c("1", "Verdict:"),
+        p.decision(r.verdict.decision)
+    );
     for reason in &r.verdict.reasons {
         let _ = writeln!(o, "  - {reason}");
     }
@@ -128,7 +196,10 @@ pub fn sarif(r: &Report) -> String {
             rule_ids.push((&f.id, &f.title));
         }
     }
-    let rules: Vec<_> = rule_ids.iter().map(|(id, t)| json!({"id": id, "shortDescription": {"text": t}})).collect();
+    let rules: Vec<_> = rule_ids
+        .iter()
+        .map(|(id, t)| json!({"id": id, "shortDescription": {"text": t}}))
+        .collect();
     let results: Vec<_> = r
         .findings
         .iter()
@@ -221,24 +292,61 @@ pub fn html(r: &Report) -> String {
             esc(c.sha256.as_deref().unwrap_or(""))
         );
     }
-    let _ = write!(o, "</table><h2>Findings ({})</h2><table><tr><th>severity</th><th>finding</th><th>evidence</th></tr>", r.findings.len());
+    let _ = write!(
+        o,
+        "</table><h2>Findings ({})</h2><table><tr><th>severity</th><th>finding</th><th>evidence</th></tr>",
+        r.findings.len()
+    );
     for f in &r.findings {
         let s = f.severity.as_str();
-        let _ = write!(o, "<tr><td><span class=\"sev {s}\">{s}</span></td><td><b>{}</b><br><code>{}</code><br>{}</td><td>", esc(&f.title), esc(&f.id), esc(&f.detail));
+        let _ = write!(
+            o,
+            "<tr><td><span class=\"sev {s}\">{s}</span></td><td><b>{}</b><br><code>{}</code><br>{}</td><td>",
+            esc(&f.title),
+            esc(&f.id),
+            esc(&f.detail)
+        );
         for e in &f.evidence {
-            let _ = write!(o, "<div class=\"muted\">{}</div><pre>{}</pre>", esc(&at(e)), esc(&e.snippet));
+            let _ = write!(
+                o,
+                "<div class=\"muted\">{}</div><pre>{}</pre>",
+                esc(&at(e)),
+                esc(&e.snippet)
+            );
         }
         o.push_str("</td></tr>");
     }
-    let _ = write!(o, "</table><h2>Capabilities ({})</h2><table><tr><th>capability</th><th>count</th><th>description</th><th>first seen</th></tr>", r.capabilities.len());
+    let _ = write!(
+        o,
+        "</table><h2>Capabilities ({})</h2><table><tr><th>capability</th><th>count</th><th>description</th><th>first seen</th></tr>",
+        r.capabilities.len()
+    );
     for c in &r.capabilities {
-        let first = c.evidence.first().map(|e| format!("{}<pre>{}</pre>", esc(&at(e)), esc(&e.snippet))).unwrap_or_default();
-        let _ = write!(o, "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{first}</td></tr>", esc(&c.id), c.count, esc(&c.description));
+        let first = c
+            .evidence
+            .first()
+            .map(|e| format!("{}<pre>{}</pre>", esc(&at(e)), esc(&e.snippet)))
+            .unwrap_or_default();
+        let _ = write!(
+            o,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{first}</td></tr>",
+            esc(&c.id),
+            c.count,
+            esc(&c.description)
+        );
     }
-    let _ = write!(o, "</table><h2>Hosts ({})</h2><table><tr><th>class</th><th>host</th><th>owner</th><th>count</th><th>first seen</th></tr>", r.hosts.len());
+    let _ = write!(
+        o,
+        "</table><h2>Hosts ({})</h2><table><tr><th>class</th><th>host</th><th>owner</th><th>count</th><th>first seen</th></tr>",
+        r.hosts.len()
+    );
     for h in &r.hosts {
         let first = h.evidence.first().map(|e| esc(&at(e))).unwrap_or_default();
-        let flag = if h.only_decoded { " <b>(only in decoded strings)</b>" } else { "" };
+        let flag = if h.only_decoded {
+            " <b>(only in decoded strings)</b>"
+        } else {
+            ""
+        };
         let _ = write!(
             o,
             "<tr><td>{}</td><td><code>{}</code>{flag}</td><td>{}</td><td>{}</td><td class=\"muted\">{first}</td></tr>",
@@ -248,9 +356,19 @@ pub fn html(r: &Report) -> String {
             h.count
         );
     }
-    let _ = write!(o, "</table><h2>Decoded strings ({})</h2><table><tr><th>method</th><th>text</th><th>where</th></tr>", r.decoded.len());
+    let _ = write!(
+        o,
+        "</table><h2>Decoded strings ({})</h2><table><tr><th>method</th><th>text</th><th>where</th></tr>",
+        r.decoded.len()
+    );
     for d in &r.decoded {
-        let _ = write!(o, "<tr><td>{}</td><td><pre>{}</pre></td><td class=\"muted\">{}</td></tr>", esc(&d.method), esc(&d.text), esc(&at(&d.evidence)));
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td><pre>{}</pre></td><td class=\"muted\">{}</td></tr>",
+            esc(&d.method),
+            esc(&d.text),
+            esc(&at(&d.evidence))
+        );
     }
     o.push_str("</table>");
     if !r.notes.is_empty() {
@@ -277,7 +395,13 @@ pub fn html(r: &Report) -> String {
 pub fn diff_human(d: &Diff, color: bool) -> String {
     let p = Paint(color);
     let mut o = String::new();
-    let _ = writeln!(o, "{} {} → {}", p.c("1", "airlock review --diff"), d.old, d.new);
+    let _ = writeln!(
+        o,
+        "{} {} → {}",
+        p.c("1", "airlock review --diff"),
+        d.old,
+        d.new
+    );
     if let (Some(a), Some(b)) = (d.old_verdict, d.new_verdict) {
         let _ = writeln!(o, "  verdict: {} → {}", p.decision(a), p.decision(b));
     }
@@ -290,11 +414,30 @@ pub fn diff_human(d: &Diff, color: bool) -> String {
             let _ = writeln!(o, "  {} {r}", p.c("31", "-"));
         }
     };
-    sect(&mut o, "Capabilities", &d.added_capabilities, &d.removed_capabilities);
+    sect(
+        &mut o,
+        "Capabilities",
+        &d.added_capabilities,
+        &d.removed_capabilities,
+    );
     sect(&mut o, "Hosts", &d.added_hosts, &d.removed_hosts);
-    sect(&mut o, "Decoded strings", &d.added_decoded, &d.removed_decoded);
-    let f = |v: &[crate::diff::FindingKey]| v.iter().map(|k| format!("{} {} — {}", k.severity.as_str(), k.id, k.detail)).collect::<Vec<_>>();
-    sect(&mut o, "Findings", &f(&d.added_findings), &f(&d.removed_findings));
+    sect(
+        &mut o,
+        "Decoded strings",
+        &d.added_decoded,
+        &d.removed_decoded,
+    );
+    let f = |v: &[crate::diff::FindingKey]| {
+        v.iter()
+            .map(|k| format!("{} {} — {}", k.severity.as_str(), k.id, k.detail))
+            .collect::<Vec<_>>()
+    };
+    sect(
+        &mut o,
+        "Findings",
+        &f(&d.added_findings),
+        &f(&d.removed_findings),
+    );
     o
 }
 
@@ -304,6 +447,9 @@ mod tests {
 
     #[test]
     fn html_escapes() {
-        assert_eq!(esc("<script>alert('x')&\"</script>"), "&lt;script&gt;alert(&#39;x&#39;)&amp;&quot;&lt;/script&gt;");
+        assert_eq!(
+            esc("<script>alert('x')&\"</script>"),
+            "&lt;script&gt;alert(&#39;x&#39;)&amp;&quot;&lt;/script&gt;"
+        );
     }
 }

@@ -151,10 +151,16 @@ impl ReviewRules {
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Self, ReviewError> {
-        let err = |message: String| ReviewError::Rules { file: origin.to_string(), message };
+        let err = |message: String| ReviewError::Rules {
+            file: origin.to_string(),
+            message,
+        };
         let f: RulesFile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         if f.schema_version != 1 {
-            return Err(err(format!("unsupported schema_version {}", f.schema_version)));
+            return Err(err(format!(
+                "unsupported schema_version {}",
+                f.schema_version
+            )));
         }
         let mut problems = Vec::new();
         let mut descriptions = HashMap::new();
@@ -164,7 +170,10 @@ impl ReviewRules {
         let mut string_caps = Vec::new();
         for (i, m) in f.marker.iter().enumerate() {
             if m.modules.is_empty() && m.strings.is_empty() {
-                problems.push(format!("marker {} has neither modules nor strings", m.capability));
+                problems.push(format!(
+                    "marker {} has neither modules nor strings",
+                    m.capability
+                ));
             }
             descriptions.insert(m.capability.clone(), m.description.clone());
             marker_caps.push(m.capability.clone());
@@ -200,14 +209,23 @@ impl ReviewRules {
         } else {
             Some(AhoCorasick::new(&pats).map_err(|e| err(e.to_string()))?)
         };
-        Ok(Self { descriptions, modules, marker_caps, strings, string_caps, verdicts: f.verdict })
+        Ok(Self {
+            descriptions,
+            modules,
+            marker_caps,
+            strings,
+            string_caps,
+            verdicts: f.verdict,
+        })
     }
 
     /// Capabilities implied by importing/requiring `module`.
     pub fn module_capabilities(&self, module: &str) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for (m, i) in &self.modules {
-            let hit = if m.ends_with('/') || m.ends_with('-') { module.starts_with(m.as_str()) } else {
+            let hit = if m.ends_with('/') || m.ends_with('-') {
+                module.starts_with(m.as_str())
+            } else {
                 module == m || module.starts_with(&format!("{m}/"))
             };
             if hit {
@@ -253,7 +271,10 @@ impl ReviewRules {
                 ok &= report.capabilities.iter().any(|k| glob_match(c, &k.id));
             }
             if !r.host_classes.is_empty() {
-                ok &= report.hosts.iter().any(|h| r.host_classes.contains(&h.class));
+                ok &= report
+                    .hosts
+                    .iter()
+                    .any(|h| r.host_classes.contains(&h.class));
             }
             if ok {
                 decision = decision.max(r.decision);
@@ -280,18 +301,36 @@ mod tests {
         assert_eq!(h.classify("notsentry.io").0, "unknown");
         assert_eq!(h.classify("127.0.0.1").0, "local");
         let r = ReviewRules::builtin().unwrap();
-        assert!(r.module_capabilities("@sentry/node").contains(&"telemetry.sentry"));
-        assert!(r.module_capabilities("dd-trace").contains(&"telemetry.datadog"));
+        assert!(
+            r.module_capabilities("@sentry/node")
+                .contains(&"telemetry.sentry")
+        );
+        assert!(
+            r.module_capabilities("dd-trace")
+                .contains(&"telemetry.datadog")
+        );
         assert!(r.module_capabilities("lodash").is_empty());
-        assert!(r.string_capabilities("/home/u/.aws/credentials").contains(&"credentials.cloud"));
+        assert!(
+            r.string_capabilities("/home/u/.aws/credentials")
+                .contains(&"credentials.cloud")
+        );
     }
 
     #[test]
     fn bad_rules_are_reported() {
-        let e = ReviewRules::parse("schema_version = 1\n[[verdict]]\nid='x'\ndecision='ban'\nreason='r'\n", "t.toml")
-            .unwrap_err()
-            .to_string();
+        let e = ReviewRules::parse(
+            "schema_version = 1\n[[verdict]]\nid='x'\ndecision='ban'\nreason='r'\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("no condition"), "{e}");
-        assert!(ReviewRules::parse("schema_version = 1\n[[marker]]\ncapability='a'\ndescription='d'\nbogus=1\n", "t").is_err());
+        assert!(
+            ReviewRules::parse(
+                "schema_version = 1\n[[marker]]\ncapability='a'\ndescription='d'\nbogus=1\n",
+                "t"
+            )
+            .is_err()
+        );
     }
 }

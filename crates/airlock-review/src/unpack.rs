@@ -85,7 +85,11 @@ pub fn safe_relative(path: &str) -> Option<String> {
             _ => return None,
         }
     }
-    if parts.is_empty() { None } else { Some(parts.join("/")) }
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join("/"))
+    }
 }
 
 /// Counts bytes read and enforces the total-size and ratio caps while decompressing.
@@ -111,15 +115,24 @@ impl<R: Read> Read for Capped<R> {
 
 /// Read a gzip-compressed tar (an npm `.tgz`) entirely in memory.
 pub fn read_tgz(origin: &str, compressed: &[u8], limits: &Limits) -> Result<Unpacked, ReviewError> {
-    let bad = |message: String| ReviewError::Archive { origin: origin.to_string(), message };
+    let bad = |message: String| ReviewError::Archive {
+        origin: origin.to_string(),
+        message,
+    };
     if compressed.len() < 2 || compressed[0] != 0x1f || compressed[1] != 0x8b {
         return Err(bad("not a gzip file (an npm package is a .tgz)".into()));
     }
-    let cap = limits
-        .max_total_bytes
-        .min((compressed.len() as u64).saturating_mul(limits.max_ratio).max(1 << 20));
+    let cap = limits.max_total_bytes.min(
+        (compressed.len() as u64)
+            .saturating_mul(limits.max_ratio)
+            .max(1 << 20),
+    );
     let gz = flate2::read::GzDecoder::new(compressed);
-    let mut ar = tar::Archive::new(Capped { inner: gz, read: 0, cap });
+    let mut ar = tar::Archive::new(Capped {
+        inner: gz,
+        read: 0,
+        cap,
+    });
     let mut out = Unpacked::default();
     let entries = ar.entries().map_err(|e| bad(format!("reading tar: {e}")))?;
     for entry in entries {
@@ -137,15 +150,25 @@ pub fn read_tgz(origin: &str, compressed: &[u8], limits: &Limits) -> Result<Unpa
                 .link_name_bytes()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
-            out.refused.push((raw, format!("link to {target:?} (links are never followed)")));
+            out.refused.push((
+                raw,
+                format!("link to {target:?} (links are never followed)"),
+            ));
             continue;
         }
-        if !kind.is_file() && kind != tar::EntryType::Continuous && kind != tar::EntryType::GNUSparse {
-            out.refused.push((raw, format!("special member type {:?}", kind.as_byte() as char)));
+        if !kind.is_file()
+            && kind != tar::EntryType::Continuous
+            && kind != tar::EntryType::GNUSparse
+        {
+            out.refused.push((
+                raw,
+                format!("special member type {:?}", kind.as_byte() as char),
+            ));
             continue;
         }
         let Some(mut path) = safe_relative(&raw) else {
-            out.refused.push((raw, "absolute path or path traversal".into()));
+            out.refused
+                .push((raw, "absolute path or path traversal".into()));
             continue;
         };
         // npm tarballs put everything under one top folder, usually `package/`.
@@ -154,7 +177,10 @@ pub fn read_tgz(origin: &str, compressed: &[u8], limits: &Limits) -> Result<Unpa
         }
         let size = entry.header().size().unwrap_or(0);
         if size > limits.max_file_bytes {
-            return Err(bad(format!("member {path} is {size} bytes, over the cap of {}", limits.max_file_bytes)));
+            return Err(bad(format!(
+                "member {path} is {size} bytes, over the cap of {}",
+                limits.max_file_bytes
+            )));
         }
         let mut data = Vec::with_capacity(size.min(64 << 20) as usize);
         (&mut entry)
@@ -172,12 +198,19 @@ pub fn read_dir(root: &Path, limits: &Limits) -> Result<Unpacked, ReviewError> {
     let mut out = Unpacked::default();
     let mut stack = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(|e| ReviewError::Io { path: dir.clone(), source: e })?;
+        let rd = std::fs::read_dir(&dir).map_err(|e| ReviewError::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
         let mut entries: Vec<_> = rd.filter_map(Result::ok).collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
-            let relp = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+            let relp = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
             let md = match std::fs::symlink_metadata(e.path()) {
                 Ok(m) => m,
                 Err(err) => {
@@ -186,8 +219,11 @@ pub fn read_dir(root: &Path, limits: &Limits) -> Result<Unpacked, ReviewError> {
                 }
             };
             if md.file_type().is_symlink() {
-                let target = std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default();
-                out.refused.push((relp, format!("symlink to {target:?} (not followed)")));
+                let target = std::fs::read_link(e.path())
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default();
+                out.refused
+                    .push((relp, format!("symlink to {target:?} (not followed)")));
             } else if md.is_dir() {
                 if name == ".git" {
                     continue;
@@ -200,11 +236,18 @@ pub fn read_dir(root: &Path, limits: &Limits) -> Result<Unpacked, ReviewError> {
                         message: format!("more than {} files", limits.max_files),
                     });
                 }
-                if md.len() > limits.max_file_bytes || out.bytes + md.len() > limits.max_total_bytes {
-                    out.notes.push(format!("{relp}: skipped, {} bytes is over the size cap", md.len()));
+                if md.len() > limits.max_file_bytes || out.bytes + md.len() > limits.max_total_bytes
+                {
+                    out.notes.push(format!(
+                        "{relp}: skipped, {} bytes is over the size cap",
+                        md.len()
+                    ));
                     continue;
                 }
-                let data = std::fs::read(e.path()).map_err(|err| ReviewError::Io { path: e.path(), source: err })?;
+                let data = std::fs::read(e.path()).map_err(|err| ReviewError::Io {
+                    path: e.path(),
+                    source: err,
+                })?;
                 out.bytes += data.len() as u64;
                 out.members.push(Member { path: relp, data });
             }
@@ -219,7 +262,10 @@ mod tests {
 
     #[test]
     fn safe_paths() {
-        assert_eq!(safe_relative("package/a/b.js").as_deref(), Some("package/a/b.js"));
+        assert_eq!(
+            safe_relative("package/a/b.js").as_deref(),
+            Some("package/a/b.js")
+        );
         assert_eq!(safe_relative("./package/x").as_deref(), Some("package/x"));
         assert_eq!(safe_relative("../etc/passwd"), None);
         assert_eq!(safe_relative("package/../../x"), None);
@@ -230,7 +276,9 @@ mod tests {
 
     #[test]
     fn not_gzip_is_a_clear_error() {
-        let e = read_tgz("x.tgz", b"hello", &Limits::default()).unwrap_err().to_string();
+        let e = read_tgz("x.tgz", b"hello", &Limits::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a gzip"), "{e}");
     }
 }

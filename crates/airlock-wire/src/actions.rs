@@ -138,7 +138,9 @@ impl Actions {
     pub fn resolve(&self, rule_id: &str, category: Category) -> Resolved {
         if let Some(r) = self.rules.get(rule_id) {
             return match (r, category) {
-                (RuleAction::Redact | RuleAction::Normalize, Category::Covert) => Resolved::Normalize,
+                (RuleAction::Redact | RuleAction::Normalize, Category::Covert) => {
+                    Resolved::Normalize
+                }
                 (RuleAction::Redact | RuleAction::Normalize, _) => Resolved::Redact,
                 (RuleAction::Block, _) => Resolved::Block,
                 (RuleAction::Log, _) => Resolved::Log,
@@ -177,10 +179,9 @@ mod tests {
         assert_eq!(a.resolve("x", Category::Secret), Resolved::Redact);
         assert_eq!(a.resolve("x", Category::Pii), Resolved::Log);
         assert_eq!(a.resolve("x", Category::Covert), Resolved::Normalize);
-        let o: ActionsOverride = serde_json::from_str(
-            r#"{"pii":"redact","rules":{"aws-key":"block","zw":"redact"}}"#,
-        )
-        .unwrap();
+        let o: ActionsOverride =
+            serde_json::from_str(r#"{"pii":"redact","rules":{"aws-key":"block","zw":"redact"}}"#)
+                .unwrap();
         let b = a.with(&o);
         assert_eq!(b.resolve("y", Category::Pii), Resolved::Redact);
         assert_eq!(b.resolve("aws-key", Category::Secret), Resolved::Block);

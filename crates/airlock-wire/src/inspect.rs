@@ -5,11 +5,11 @@ use std::borrow::Cow;
 use serde::Serialize;
 
 use crate::Api;
+use crate::WireError;
 use crate::actions::{Actions, Resolved};
 use crate::detector::{Category, Detection, Detector, Replacement};
 use crate::json::{self, Edit, Str, Val};
 use crate::vault::VaultScope;
-use crate::WireError;
 
 /// Where in the request a finding is. Never contains the value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -150,9 +150,7 @@ pub fn inspect(
     };
     let mut edits = Vec::new();
     match api {
-        Api::AnthropicMessages | Api::AnthropicCountTokens => {
-            cx.anthropic(src, &root, &mut edits)
-        }
+        Api::AnthropicMessages | Api::AnthropicCountTokens => cx.anthropic(src, &root, &mut edits),
         Api::OpenAiChat => cx.chat(src, &root, &mut edits),
         Api::OpenAiResponses => cx.responses(src, &root, &mut edits),
     }
@@ -208,7 +206,12 @@ fn is_signed(src: &str, v: &Val) -> bool {
 
 impl Cx<'_> {
     /// Scan decoded `text`; return edits in decoded coordinates with unescaped replacements.
-    fn scan_text(&mut self, text: &str, loc: &Location, modifiable: bool) -> Vec<(usize, usize, String)> {
+    fn scan_text(
+        &mut self,
+        text: &str,
+        loc: &Location,
+        modifiable: bool,
+    ) -> Vec<(usize, usize, String)> {
         self.out.text_leaves += 1;
         self.out.text_bytes += text.len();
         let mut dets = std::mem::take(&mut self.scratch);
@@ -236,16 +239,14 @@ impl Cx<'_> {
             let mut applied = false;
             let mut placeholder = None;
             match action {
-                Resolved::Block => {
-                    if !dry {
-                        applied = true;
-                        if self.out.blocked.is_none() {
-                            self.out.blocked = Some(Block {
-                                rule_id: d.rule_id.to_string(),
-                                category: d.category,
-                                location: loc.clone(),
-                            });
-                        }
+                Resolved::Block if !dry => {
+                    applied = true;
+                    if self.out.blocked.is_none() {
+                        self.out.blocked = Some(Block {
+                            rule_id: d.rule_id.to_string(),
+                            category: d.category,
+                            location: loc.clone(),
+                        });
                     }
                 }
                 Resolved::Redact if modifiable && !dry && free => {
@@ -264,7 +265,11 @@ impl Cx<'_> {
                     });
                     let mut pos = d.start;
                     for r in fixes.iter() {
-                        if r.start >= pos && r.end <= d.end && r.start < r.end && text.get(r.start..r.end).is_some() {
+                        if r.start >= pos
+                            && r.end <= d.end
+                            && r.start < r.end
+                            && text.get(r.start..r.end).is_some()
+                        {
                             edits.push((r.start, r.end, r.text.clone()));
                             pos = r.end;
                             applied = true;
@@ -308,7 +313,14 @@ impl Cx<'_> {
 
     /// A string holding JSON (tool-call arguments): walk the inner document's strings so that
     /// replacements stay valid inside it; plain text when it does not parse.
-    fn json_text(&mut self, src: &str, s: &Str, loc: &Location, modifiable: bool, out: &mut Vec<Edit>) {
+    fn json_text(
+        &mut self,
+        src: &str,
+        s: &Str,
+        loc: &Location,
+        modifiable: bool,
+        out: &mut Vec<Edit>,
+    ) {
         let dec = s.decode(src);
         let inner: &str = &dec.text;
         match json::parse(inner) {
@@ -340,7 +352,14 @@ impl Cx<'_> {
     }
 
     /// Every string leaf under `v` (values, not keys), skipping opaque keys and media parts.
-    fn generic(&mut self, src: &str, v: &Val, loc: &Location, modifiable: bool, out: &mut Vec<Edit>) {
+    fn generic(
+        &mut self,
+        src: &str,
+        v: &Val,
+        loc: &Location,
+        modifiable: bool,
+        out: &mut Vec<Edit>,
+    ) {
         match v {
             Val::Str(s) => self.text(src, s, loc, modifiable, out),
             Val::Arr(items) => {
@@ -374,7 +393,15 @@ impl Cx<'_> {
         }
     }
 
-    fn str_field(&mut self, src: &str, obj: &Val, key: &str, loc: &Location, m: bool, out: &mut Vec<Edit>) {
+    fn str_field(
+        &mut self,
+        src: &str,
+        obj: &Val,
+        key: &str,
+        loc: &Location,
+        m: bool,
+        out: &mut Vec<Edit>,
+    ) {
         if let Some(Val::Str(s)) = obj.get(src, key) {
             self.text(src, s, &loc.key(key), m, out);
         }
@@ -415,7 +442,14 @@ impl Cx<'_> {
         }
     }
 
-    fn a_block(&mut self, src: &str, b: &Val, loc: &Location, modifiable: bool, out: &mut Vec<Edit>) {
+    fn a_block(
+        &mut self,
+        src: &str,
+        b: &Val,
+        loc: &Location,
+        modifiable: bool,
+        out: &mut Vec<Edit>,
+    ) {
         let s = match b {
             Val::Str(s) => return self.text(src, s, loc, modifiable, out),
             Val::Obj(_) => b,
@@ -446,7 +480,9 @@ impl Cx<'_> {
                             self.a_block(src, nb, &cl.idx(i), m, out);
                         }
                     }
-                    Some(other @ Val::Obj(_)) => self.generic(src, other, &loc.key("content"), m, out),
+                    Some(other @ Val::Obj(_)) => {
+                        self.generic(src, other, &loc.key("content"), m, out)
+                    }
                     _ => {}
                 }
                 if let Some(input) = s.get(src, "input") {
@@ -469,7 +505,9 @@ impl Cx<'_> {
                         self.chat_message(src, msg, &loc, out);
                     }
                 }
-                ("tools" | "functions", _) => self.generic(src, v, &Location::root(&key), true, out),
+                ("tools" | "functions", _) => {
+                    self.generic(src, v, &Location::root(&key), true, out)
+                }
                 _ => {}
             }
         }
@@ -535,7 +573,9 @@ impl Cx<'_> {
         for (k, v) in members {
             let key = k.decode(src).text;
             match (&*key, v) {
-                ("instructions", Val::Str(s)) => self.text(src, s, &Location::root("instructions"), true, out),
+                ("instructions", Val::Str(s)) => {
+                    self.text(src, s, &Location::root("instructions"), true, out)
+                }
                 ("input", Val::Str(s)) => self.text(src, s, &Location::root("input"), true, out),
                 ("input", Val::Arr(items)) => {
                     for (ii, it) in items.iter().enumerate() {

@@ -95,7 +95,9 @@ fn find_special(b: &[u8], mut i: usize) -> usize {
     while let Some(x) = word(b, i) {
         let q = x ^ (LO * b'"' as u64);
         let s = x ^ (LO * b'\\' as u64);
-        let t = (q.wrapping_sub(LO) & !q) | (s.wrapping_sub(LO) & !s) | (x.wrapping_sub(LO * 0x20) & !x);
+        let t = (q.wrapping_sub(LO) & !q)
+            | (s.wrapping_sub(LO) & !s)
+            | (x.wrapping_sub(LO * 0x20) & !x);
         if t & HI != 0 {
             break;
         }

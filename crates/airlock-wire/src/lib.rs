@@ -18,6 +18,7 @@
 //! `reasoning` items are reported on but never modified: the provider verifies them.
 
 mod actions;
+mod cache;
 mod detector;
 mod engine;
 mod inspect;
@@ -32,6 +33,7 @@ pub use actions::{
     Action, Actions, ActionsOverride, CovertAction, DEFAULT_COVERT, DEFAULT_CUSTOM, DEFAULT_PII,
     DEFAULT_SECRET, Resolved, RuleAction,
 };
+pub use cache::{CACHE_MIN_TEXT, CachedDetector, DEFAULT_CACHE_ENTRIES};
 pub use detector::{Category, Detection, Detector, Replacement};
 pub use inspect::{Block, Finding, Inspection, Location, inspect};
 pub use peek::{Peek, peek};

@@ -171,10 +171,30 @@ mod tests {
 
     #[test]
     fn finds_model_and_stream_anywhere() {
-        let p = peek(Api::AnthropicMessages, br#"{"messages":[{"a":"x\"}"}],"model":"claude-x","n":1.5,"stream":true}"#).unwrap();
-        assert_eq!(p, Peek { model: Some("claude-x".into()), stream: true });
-        let p = peek(Api::OpenAiChat, br#" { "model" : "g\u0070t" , "stream" : false } "#).unwrap();
-        assert_eq!(p, Peek { model: Some("gpt".into()), stream: false });
+        let p = peek(
+            Api::AnthropicMessages,
+            br#"{"messages":[{"a":"x\"}"}],"model":"claude-x","n":1.5,"stream":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            Peek {
+                model: Some("claude-x".into()),
+                stream: true
+            }
+        );
+        let p = peek(
+            Api::OpenAiChat,
+            br#" { "model" : "g\u0070t" , "stream" : false } "#,
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            Peek {
+                model: Some("gpt".into()),
+                stream: false
+            }
+        );
         assert_eq!(peek(Api::OpenAiChat, b"{}").unwrap(), Peek::default());
         assert!(peek(Api::OpenAiChat, br#"{"model":"a","model":"b"}"#).is_err());
         assert!(peek(Api::OpenAiChat, br#"[1]"#).is_err());

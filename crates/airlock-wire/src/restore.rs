@@ -47,7 +47,11 @@ pub(crate) fn placeholder_edits(text: &str, scope: &VaultScope, json_inner: bool
 }
 
 /// `text` with known placeholders restored.
-pub(crate) fn restore_text<'t>(text: &'t str, scope: &VaultScope, json_inner: bool) -> Cow<'t, str> {
+pub(crate) fn restore_text<'t>(
+    text: &'t str,
+    scope: &VaultScope,
+    json_inner: bool,
+) -> Cow<'t, str> {
     if !text.contains(PLACEHOLDER_PREFIX) {
         return Cow::Borrowed(text);
     }
@@ -78,7 +82,13 @@ pub(crate) fn holdback_start(s: &str) -> Option<usize> {
 /// Restore placeholders in every string of a JSON value, except inside signed or encrypted
 /// objects, thinking blocks and reasoning items. Strings under `arguments` / `partial_json` hold
 /// JSON and get JSON-escaped values.
-pub(crate) fn restore_val(src: &str, v: &Val, scope: &VaultScope, json_inner: bool, out: &mut Vec<Edit>) {
+pub(crate) fn restore_val(
+    src: &str,
+    v: &Val,
+    scope: &VaultScope,
+    json_inner: bool,
+    out: &mut Vec<Edit>,
+) {
     match v {
         Val::Str(s) => {
             if !src
@@ -111,7 +121,8 @@ pub(crate) fn restore_val(src: &str, v: &Val, scope: &VaultScope, json_inner: bo
                 return;
             }
             for (k, val) in members {
-                let inner = json_inner || k.eq_str(src, "arguments") || k.eq_str(src, "partial_json");
+                let inner =
+                    json_inner || k.eq_str(src, "arguments") || k.eq_str(src, "partial_json");
                 restore_val(src, val, scope, inner, out);
             }
         }
@@ -121,10 +132,12 @@ pub(crate) fn restore_val(src: &str, v: &Val, scope: &VaultScope, json_inner: bo
 
 /// Restore placeholders in a complete (non-streaming) JSON response of `api`. `Ok(None)` when
 /// nothing changed: forward the original bytes.
-pub fn restore_json(_api: Api, body: &[u8], scope: &VaultScope) -> Result<Option<Vec<u8>>, WireError> {
-    if scope.is_empty()
-        || memchr::memmem::find(body, PLACEHOLDER_PREFIX.as_bytes()).is_none()
-    {
+pub fn restore_json(
+    _api: Api,
+    body: &[u8],
+    scope: &VaultScope,
+) -> Result<Option<Vec<u8>>, WireError> {
+    if scope.is_empty() || memchr::memmem::find(body, PLACEHOLDER_PREFIX.as_bytes()).is_none() {
         return Ok(None);
     }
     let src = std::str::from_utf8(body).map_err(|e| WireError::NotUtf8 {
@@ -164,7 +177,13 @@ mod tests {
         let s = VaultScope::detached();
         let ph = s.placeholder("TOKEN", "se\"cret");
         let t = format!("a {ph} b [REDACTED_TOKEN_9] c {ph}");
-        assert_eq!(restore_text(&t, &s, false), "a se\"cret b [REDACTED_TOKEN_9] c se\"cret");
-        assert_eq!(restore_text(&t, &s, true), "a se\\\"cret b [REDACTED_TOKEN_9] c se\\\"cret");
+        assert_eq!(
+            restore_text(&t, &s, false),
+            "a se\"cret b [REDACTED_TOKEN_9] c se\"cret"
+        );
+        assert_eq!(
+            restore_text(&t, &s, true),
+            "a se\\\"cret b [REDACTED_TOKEN_9] c se\\\"cret"
+        );
     }
 }

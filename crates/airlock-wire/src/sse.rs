@@ -7,11 +7,11 @@
 //! `[RED`, `[REDACTED_GITH`...) is held back, and it is prepended to the next delta of the same
 //! content block, or sent as a delta of its own when the block ends.
 
+use crate::Api;
 use crate::json::{self, Edit, Val};
 use crate::restore::{holdback_start, restore_text, restore_val};
 use crate::usage::{Usage, UsageAccumulator};
 use crate::vault::{PLACEHOLDER_PREFIX, VaultScope};
-use crate::Api;
 
 /// Events larger than this are passed through unrestored rather than buffered further.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 16 << 20;
@@ -56,7 +56,11 @@ fn lines(text: &str) -> impl Iterator<Item = (&str, &str)> {
             }
             Some(off) => {
                 let eol = i + off;
-                let tl = if b[eol] == b'\r' && b.get(eol + 1) == Some(&b'\n') { 2 } else { 1 };
+                let tl = if b[eol] == b'\r' && b.get(eol + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
                 i = eol + tl;
                 Some((&text[start..eol], &text[eol..eol + tl]))
             }
@@ -82,7 +86,13 @@ fn parse_event(text: &str) -> (Option<&str>, Option<String>, &'static str) {
     let mut first = true;
     for (line, t) in lines(text) {
         if first && !t.is_empty() {
-            eol = if t == "\r\n" { "\r\n" } else if t == "\r" { "\r" } else { "\n" };
+            eol = if t == "\r\n" {
+                "\r\n"
+            } else if t == "\r" {
+                "\r"
+            } else {
+                "\n"
+            };
             first = false;
         }
         if line.is_empty() || line.starts_with(':') {
@@ -131,9 +141,22 @@ pub(crate) fn split_events(stream: &[u8]) -> Vec<RawEvent<'_>> {
 }
 
 enum Synth {
-    Anthropic { index: String, json: bool },
-    Chat { envelope: String, choice: String, tool: Option<String>, field: &'static str },
-    Responses { event: String, data: String, start: usize, end: usize },
+    Anthropic {
+        index: String,
+        json: bool,
+    },
+    Chat {
+        envelope: String,
+        choice: String,
+        tool: Option<String>,
+        field: &'static str,
+    },
+    Responses {
+        event: String,
+        data: String,
+        start: usize,
+        end: usize,
+    },
 }
 
 struct Pending {
@@ -217,10 +240,7 @@ impl StreamRestorer {
         self.buf.extend_from_slice(chunk);
         let buf = std::mem::take(&mut self.buf);
         let mut consumed = 0;
-        loop {
-            let Some(off) = memchr::memchr2(b'\n', b'\r', &buf[self.line_start..]) else {
-                break;
-            };
+        while let Some(off) = memchr::memchr2(b'\n', b'\r', &buf[self.line_start..]) {
             let eol = self.line_start + off;
             let tl = if buf[eol] == b'\r' {
                 match buf.get(eol + 1) {
@@ -249,12 +269,19 @@ impl StreamRestorer {
         if !self.oversize && buf.len() - consumed > self.max_event {
             // Give up on this event: pass it through unrestored, and the rest of it as it comes.
             self.stats.oversize += 1;
-            tracing::warn!(limit = self.max_event, "oversized SSE event passed through without restoration");
+            tracing::warn!(
+                limit = self.max_event,
+                "oversized SSE event passed through without restoration"
+            );
             self.oversize = true;
         }
         if self.oversize {
             // Everything buffered goes out now (but a final '\r' may be half of "\r\n").
-            let end = if buf.last() == Some(&b'\r') { buf.len() - 1 } else { buf.len() };
+            let end = if buf.last() == Some(&b'\r') {
+                buf.len() - 1
+            } else {
+                buf.len()
+            };
             if end > consumed {
                 out.extend_from_slice(&buf[consumed..end]);
                 consumed = end;
@@ -334,7 +361,14 @@ impl StreamRestorer {
     }
 
     /// Combine held-back text with a new delta; returns the delta text to send if it differs.
-    fn delta(&mut self, key: String, text: &str, json_inner: bool, last: bool, synth: impl FnOnce() -> Synth) -> Option<String> {
+    fn delta(
+        &mut self,
+        key: String,
+        text: &str,
+        json_inner: bool,
+        last: bool,
+        synth: impl FnOnce() -> Synth,
+    ) -> Option<String> {
         let prev = match self.pending.iter().position(|p| p.key == key) {
             Some(i) => self.pending.remove(i).hold,
             None => String::new(),
@@ -345,10 +379,15 @@ impl StreamRestorer {
         let mut s = prev;
         let had_prev = !s.is_empty();
         s.push_str(text);
-        let cut = if last { s.len() } else { holdback_start(&s).unwrap_or(s.len()) };
+        let cut = if last {
+            s.len()
+        } else {
+            holdback_start(&s).unwrap_or(s.len())
+        };
         let hold = s.split_off(cut);
         let restored = restore_text(&s, &self.scope, json_inner);
-        let changed = had_prev || !hold.is_empty() || matches!(restored, std::borrow::Cow::Owned(_));
+        let changed =
+            had_prev || !hold.is_empty() || matches!(restored, std::borrow::Cow::Owned(_));
         let result = changed.then(|| restored.into_owned());
         if !hold.is_empty() {
             self.pending.push(Pending {
@@ -374,20 +413,41 @@ impl StreamRestorer {
             let (event, data) = match p.synth {
                 Synth::Anthropic { index, json } => {
                     let d = if json {
-                        format!(r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"input_json_delta","partial_json":"{esc}"}}}}"#)
+                        format!(
+                            r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"input_json_delta","partial_json":"{esc}"}}}}"#
+                        )
                     } else {
-                        format!(r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{esc}"}}}}"#)
+                        format!(
+                            r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{esc}"}}}}"#
+                        )
                     };
                     (Some("content_block_delta".to_owned()), d)
                 }
-                Synth::Chat { envelope, choice, tool, field } => {
+                Synth::Chat {
+                    envelope,
+                    choice,
+                    tool,
+                    field,
+                } => {
                     let delta = match tool {
-                        Some(ti) => format!(r#"{{"tool_calls":[{{"index":{ti},"function":{{"arguments":"{esc}"}}}}]}}"#),
+                        Some(ti) => format!(
+                            r#"{{"tool_calls":[{{"index":{ti},"function":{{"arguments":"{esc}"}}}}]}}"#
+                        ),
                         None => format!(r#"{{"{field}":"{esc}"}}"#),
                     };
-                    (None, format!(r#"{{{envelope}"choices":[{{"index":{choice},"delta":{delta},"finish_reason":null}}]}}"#))
+                    (
+                        None,
+                        format!(
+                            r#"{{{envelope}"choices":[{{"index":{choice},"delta":{delta},"finish_reason":null}}]}}"#
+                        ),
+                    )
                 }
-                Synth::Responses { event, data, start, end } => {
+                Synth::Responses {
+                    event,
+                    data,
+                    start,
+                    end,
+                } => {
                     let d = format!("{}{}{}", &data[..start], esc, &data[end..]);
                     (Some(event), d)
                 }
@@ -419,7 +479,11 @@ impl StreamRestorer {
         let root = json::parse(data).ok()?;
         let ty = root.get_str(data, "type")?;
         if ty == "content_block_delta" {
-            let index = root.get(data, "index").and_then(|v| v.raw(data)).unwrap_or("0").to_owned();
+            let index = root
+                .get(data, "index")
+                .and_then(|v| v.raw(data))
+                .unwrap_or("0")
+                .to_owned();
             let delta = root.get(data, "delta")?;
             let (fname, json_inner) = match delta.get_str(data, "type")?.as_ref() {
                 "text_delta" => ("text", false),
@@ -429,16 +493,27 @@ impl StreamRestorer {
             let s = *delta.get(data, fname)?.as_str()?;
             let text = s.decode(data).text;
             let idx2 = index.clone();
-            let new = self.delta(format!("a{index}"), &text, json_inner, false, move || Synth::Anthropic {
-                index: idx2,
-                json: json_inner,
+            let new = self.delta(format!("a{index}"), &text, json_inner, false, move || {
+                Synth::Anthropic {
+                    index: idx2,
+                    json: json_inner,
+                }
             })?;
-            let mut e = [Edit { start: s.start, end: s.end, text: json::escape(&new) }];
+            let mut e = [Edit {
+                start: s.start,
+                end: s.end,
+                text: json::escape(&new),
+            }];
             return Some(json::apply_edits(data, &mut e));
         }
         match &*ty {
             "content_block_stop" => {
-                let key = format!("a{}", root.get(data, "index").and_then(|v| v.raw(data)).unwrap_or("0"));
+                let key = format!(
+                    "a{}",
+                    root.get(data, "index")
+                        .and_then(|v| v.raw(data))
+                        .unwrap_or("0")
+                );
                 self.flush(out, |k| k == key);
             }
             "message_delta" | "message_stop" | "error" => self.flush(out, |_| true),
@@ -464,42 +539,71 @@ impl StreamRestorer {
         }
         let mut edits = Vec::new();
         for ch in choices {
-            let ci = ch.get(data, "index").and_then(|v| v.raw(data)).unwrap_or("0").to_owned();
+            let ci = ch
+                .get(data, "index")
+                .and_then(|v| v.raw(data))
+                .unwrap_or("0")
+                .to_owned();
             let last = matches!(ch.get(data, "finish_reason"), Some(v) if !matches!(v, Val::Null));
             let prefix = format!("c{ci}/");
             if last {
                 self.flush(out, |k| k.starts_with(&prefix));
             }
-            let Some(delta) = ch.get(data, "delta") else { continue };
+            let Some(delta) = ch.get(data, "delta") else {
+                continue;
+            };
             for fname in ["content", "reasoning_content"] {
                 if let Some(Val::Str(s)) = delta.get(data, fname) {
                     let text = s.decode(data).text;
                     let (env, c) = (envelope.clone(), ci.clone());
-                    if let Some(new) = self.delta(format!("{prefix}{fname}"), &text, false, last, move || Synth::Chat {
-                        envelope: env,
-                        choice: c,
-                        tool: None,
-                        field: fname,
-                    }) {
-                        edits.push(Edit { start: s.start, end: s.end, text: json::escape(&new) });
+                    if let Some(new) =
+                        self.delta(format!("{prefix}{fname}"), &text, false, last, move || {
+                            Synth::Chat {
+                                envelope: env,
+                                choice: c,
+                                tool: None,
+                                field: fname,
+                            }
+                        })
+                    {
+                        edits.push(Edit {
+                            start: s.start,
+                            end: s.end,
+                            text: json::escape(&new),
+                        });
                     }
                 }
             }
             if let Some(Val::Arr(calls)) = delta.get(data, "tool_calls") {
                 for tc in calls {
-                    let ti = tc.get(data, "index").and_then(|v| v.raw(data)).unwrap_or("0").to_owned();
-                    let Some(Val::Str(s)) = tc.get(data, "function").and_then(|f| f.get(data, "arguments")) else {
+                    let ti = tc
+                        .get(data, "index")
+                        .and_then(|v| v.raw(data))
+                        .unwrap_or("0")
+                        .to_owned();
+                    let Some(Val::Str(s)) = tc
+                        .get(data, "function")
+                        .and_then(|f| f.get(data, "arguments"))
+                    else {
                         continue;
                     };
                     let text = s.decode(data).text;
                     let (env, c, t) = (envelope.clone(), ci.clone(), ti.clone());
-                    if let Some(new) = self.delta(format!("{prefix}t{ti}"), &text, true, last, move || Synth::Chat {
-                        envelope: env,
-                        choice: c,
-                        tool: Some(t),
-                        field: "arguments",
-                    }) {
-                        edits.push(Edit { start: s.start, end: s.end, text: json::escape(&new) });
+                    if let Some(new) =
+                        self.delta(format!("{prefix}t{ti}"), &text, true, last, move || {
+                            Synth::Chat {
+                                envelope: env,
+                                choice: c,
+                                tool: Some(t),
+                                field: "arguments",
+                            }
+                        })
+                    {
+                        edits.push(Edit {
+                            start: s.start,
+                            end: s.end,
+                            text: json::escape(&new),
+                        });
                     }
                 }
             }
@@ -527,7 +631,11 @@ impl StreamRestorer {
                 start: s.start,
                 end: s.end,
             })?;
-            let mut e = [Edit { start: s.start, end: s.end, text: json::escape(&new) }];
+            let mut e = [Edit {
+                start: s.start,
+                end: s.end,
+                text: json::escape(&new),
+            }];
             return Some(json::apply_edits(data, &mut e));
         }
         if ty.ends_with(".done")

@@ -57,14 +57,20 @@ impl Usage {
             }
         }
         set(&mut self.input_tokens, r.input_tokens.or(r.prompt_tokens));
-        set(&mut self.output_tokens, r.output_tokens.or(r.completion_tokens));
+        set(
+            &mut self.output_tokens,
+            r.output_tokens.or(r.completion_tokens),
+        );
         set(
             &mut self.cache_read_tokens,
             r.cache_read_input_tokens
                 .or(r.input_tokens_details.and_then(|d| d.cached_tokens))
                 .or(r.prompt_tokens_details.and_then(|d| d.cached_tokens)),
         );
-        set(&mut self.cache_creation_tokens, r.cache_creation_input_tokens);
+        set(
+            &mut self.cache_creation_tokens,
+            r.cache_creation_input_tokens,
+        );
         set(
             &mut self.reasoning_tokens,
             r.output_tokens_details
@@ -137,12 +143,31 @@ mod tests {
     #[test]
     fn each_api() {
         let a = Usage::from_json(br#"{"id":"m","usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":7,"cache_creation_input_tokens":2}}"#);
-        assert_eq!((a.input_tokens, a.output_tokens, a.cache_read_tokens, a.cache_creation_tokens), (Some(10), Some(5), Some(7), Some(2)));
+        assert_eq!(
+            (
+                a.input_tokens,
+                a.output_tokens,
+                a.cache_read_tokens,
+                a.cache_creation_tokens
+            ),
+            (Some(10), Some(5), Some(7), Some(2))
+        );
         let c = Usage::from_json(br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":1},"completion_tokens_details":{"reasoning_tokens":2}}}"#);
-        assert_eq!((c.input_tokens, c.output_tokens, c.cache_read_tokens, c.reasoning_tokens), (Some(3), Some(4), Some(1), Some(2)));
+        assert_eq!(
+            (
+                c.input_tokens,
+                c.output_tokens,
+                c.cache_read_tokens,
+                c.reasoning_tokens
+            ),
+            (Some(3), Some(4), Some(1), Some(2))
+        );
         let mut acc = UsageAccumulator::new();
         acc.feed_sse(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":42}}\n\n");
-        assert_eq!((acc.usage().input_tokens, acc.usage().output_tokens), (Some(9), Some(42)));
+        assert_eq!(
+            (acc.usage().input_tokens, acc.usage().output_tokens),
+            (Some(9), Some(42))
+        );
         let mut r = UsageAccumulator::new();
         r.feed_sse(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":6,\"input_tokens_details\":{\"cached_tokens\":4},\"output_tokens_details\":{\"reasoning_tokens\":3}}}}\n\n");
         assert_eq!(r.usage().cache_read_tokens, Some(4));

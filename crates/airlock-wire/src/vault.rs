@@ -129,7 +129,7 @@ impl Vault {
         let now = Instant::now();
         let mut s = lock(&self.inner);
         s.calls += 1;
-        if s.calls % 1024 == 0 || s.map.len() >= self.cfg.max_scopes {
+        if s.calls.is_multiple_of(1024) || s.map.len() >= self.cfg.max_scopes {
             let ttl = self.cfg.ttl;
             s.map
                 .retain(|_, d| now.duration_since(lock(d).last_used) < ttl);
@@ -288,7 +288,10 @@ impl VaultScope {
         }
         let label = sanitize_label(label);
         let n = {
-            let c = d.counters.entry(label.clone().into_boxed_str()).or_insert(0);
+            let c = d
+                .counters
+                .entry(label.clone().into_boxed_str())
+                .or_insert(0);
             *c += 1;
             *c
         };
@@ -339,7 +342,10 @@ mod tests {
         // other scope: independent numbering, no cross-scope lookup
         let o = v.scope("user:b");
         assert!(o.lookup(&a).is_none());
-        assert_eq!(&*o.placeholder("GITHUB_TOKEN", "ghp_two"), "[REDACTED_GITHUB_TOKEN_1]");
+        assert_eq!(
+            &*o.placeholder("GITHUB_TOKEN", "ghp_two"),
+            "[REDACTED_GITHUB_TOKEN_1]"
+        );
         assert!(!format!("{s:?}{v:?}{:?}", s.lookup(&a)).contains("ghp_one"));
     }
 

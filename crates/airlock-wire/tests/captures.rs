@@ -35,9 +35,13 @@ impl Vals {
     }
     fn expected(scope: &VaultScope) -> Self {
         Vals {
-            aws_id: scope.placeholder("AWS_ACCESS_KEY_ID", AWS_KEY_ID).to_string(),
+            aws_id: scope
+                .placeholder("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
+                .to_string(),
             aws_secret: scope.placeholder("AWS_SECRET_KEY", AWS_SECRET).to_string(),
-            gh: scope.placeholder("GITHUB_TOKEN", &github_token()).to_string(),
+            gh: scope
+                .placeholder("GITHUB_TOKEN", &github_token())
+                .to_string(),
             email: scope.placeholder("EMAIL", EMAIL).to_string(),
             zw: String::new(),
             tags: String::new(),
@@ -86,7 +90,11 @@ fn splice(body: &str, mut edits: Vec<Edit>) -> String {
 }
 
 fn ins(at: usize, text: String) -> Edit {
-    Edit { start: at, end: at, text }
+    Edit {
+        start: at,
+        end: at,
+        text,
+    }
 }
 
 /// Build the request of `api` from the capture `base` with `v` in every modifiable place and
@@ -106,14 +114,32 @@ fn build(api: Api, base: &str, v: &Vals) -> String {
             splice(
                 base,
                 vec![
-                    ins(str_end(base, &[Seg::K("system"), Seg::I(2), Seg::K("text")]), t.clone()),
-                    ins(str_end(base, &[Seg::K("messages"), Seg::I(0), Seg::K("content"), Seg::I(1), Seg::K("text")]), t),
+                    ins(
+                        str_end(base, &[Seg::K("system"), Seg::I(2), Seg::K("text")]),
+                        t.clone(),
+                    ),
+                    ins(
+                        str_end(
+                            base,
+                            &[
+                                Seg::K("messages"),
+                                Seg::I(0),
+                                Seg::K("content"),
+                                Seg::I(1),
+                                Seg::K("text"),
+                            ],
+                        ),
+                        t,
+                    ),
                     ins(array_start(base, "messages"), pre),
                 ],
             )
         }
         Api::OpenAiChat => {
-            let args = format!(r#"{{"command":"export AWS_ACCESS_KEY_ID={} GH={}","is_background":false}}"#, v.aws_id, v.gh);
+            let args = format!(
+                r#"{{"command":"export AWS_ACCESS_KEY_ID={} GH={}","is_background":false}}"#,
+                v.aws_id, v.gh
+            );
             let pre = format!(
                 r#"{{"role":"assistant","content":null,"tool_calls":[{{"id":"call_9","type":"function","function":{{"name":"run_shell_command","arguments":"{}"}}}}]}},{{"role":"tool","tool_call_id":"call_9","content":"{}"}},"#,
                 esc(&args),
@@ -121,25 +147,45 @@ fn build(api: Api, base: &str, v: &Vals) -> String {
             );
             let root = json::parse(base).expect("parses");
             let user_is_parts = matches!(
-                root.get(base, "messages").and_then(|m| match m { Val::Arr(a) => a.get(1), _ => None }).and_then(|m| m.get(base, "content")),
+                root.get(base, "messages")
+                    .and_then(|m| match m {
+                        Val::Arr(a) => a.get(1),
+                        _ => None,
+                    })
+                    .and_then(|m| m.get(base, "content")),
                 Some(Val::Arr(_))
             );
             let user_end = if user_is_parts {
-                str_end(base, &[Seg::K("messages"), Seg::I(1), Seg::K("content"), Seg::I(0), Seg::K("text")])
+                str_end(
+                    base,
+                    &[
+                        Seg::K("messages"),
+                        Seg::I(1),
+                        Seg::K("content"),
+                        Seg::I(0),
+                        Seg::K("text"),
+                    ],
+                )
             } else {
                 str_end(base, &[Seg::K("messages"), Seg::I(1), Seg::K("content")])
             };
             splice(
                 base,
                 vec![
-                    ins(str_end(base, &[Seg::K("messages"), Seg::I(0), Seg::K("content")]), t.clone()),
+                    ins(
+                        str_end(base, &[Seg::K("messages"), Seg::I(0), Seg::K("content")]),
+                        t.clone(),
+                    ),
                     ins(user_end, t),
                     ins(array_start(base, "messages"), pre),
                 ],
             )
         }
         Api::OpenAiResponses | Api::AnthropicCountTokens => {
-            let args = format!(r#"{{"command":["bash","-lc","export GH={}"],"workdir":"/tmp/proj"}}"#, v.gh);
+            let args = format!(
+                r#"{{"command":["bash","-lc","export GH={}"],"workdir":"/tmp/proj"}}"#,
+                v.gh
+            );
             let pre = format!(
                 r#"{{"type":"reasoning","id":"rs_1","summary":[{{"type":"summary_text","text":"{}"}}],"encrypted_content":"gAAAAABpZ"}},{{"type":"function_call","call_id":"call_9","name":"shell","arguments":"{}"}},{{"type":"function_call_output","call_id":"call_9","output":"{}"}},"#,
                 esc(&d.text()),
@@ -149,8 +195,32 @@ fn build(api: Api, base: &str, v: &Vals) -> String {
             splice(
                 base,
                 vec![
-                    ins(str_end(base, &[Seg::K("input"), Seg::I(1), Seg::K("content"), Seg::I(0), Seg::K("text")]), t.clone()),
-                    ins(str_end(base, &[Seg::K("input"), Seg::I(5), Seg::K("content"), Seg::I(0), Seg::K("text")]), t),
+                    ins(
+                        str_end(
+                            base,
+                            &[
+                                Seg::K("input"),
+                                Seg::I(1),
+                                Seg::K("content"),
+                                Seg::I(0),
+                                Seg::K("text"),
+                            ],
+                        ),
+                        t.clone(),
+                    ),
+                    ins(
+                        str_end(
+                            base,
+                            &[
+                                Seg::K("input"),
+                                Seg::I(5),
+                                Seg::K("content"),
+                                Seg::I(0),
+                                Seg::K("text"),
+                            ],
+                        ),
+                        t,
+                    ),
                     ins(array_start(base, "input"), pre),
                 ],
             )
@@ -159,9 +229,10 @@ fn build(api: Api, base: &str, v: &Vals) -> String {
 }
 
 fn policy() -> Actions {
-    let mut a = Actions::default();
-    a.pii = Action::Redact; // a company opting in
-    a
+    Actions {
+        pii: Action::Redact, // a company opting in
+        ..Actions::default()
+    }
 }
 
 /// E-mail addresses already in the captures (the stand-in detector redacts them too).
@@ -186,14 +257,22 @@ fn run_capture(name: &str, api: Api) {
             }
         }
         assert_eq!(out.len(), expected.len(), "{name}: length");
-        assert!(out == expected, "{name}: upstream body differs from expectation");
+        assert!(
+            out == expected,
+            "{name}: upstream body differs from expectation"
+        );
         serde_json::from_str::<serde_json::Value>(&out).expect("upstream body is JSON");
 
         // Nothing injected leaks outside the signed/encrypted parts.
         // one signed/encrypted copy of the dirty text per request (Chat has no signed parts)
         let signed_count = usize::from(api != Api::OpenAiChat);
         for v in secret_values() {
-            assert_eq!(out.matches(&v).count(), signed_count, "{name}: {} outside signed parts", &v[..4]);
+            assert_eq!(
+                out.matches(&v).count(),
+                signed_count,
+                "{name}: {} outside signed parts",
+                &v[..4]
+            );
         }
         assert_eq!(out.matches(ZW).count(), signed_count);
 
@@ -207,24 +286,60 @@ fn run_capture(name: &str, api: Api) {
             api != Api::OpenAiChat,
             "{name}: findings in signed parts are reported, not applied"
         );
-        let tool_path = if api == Api::AnthropicMessages { ".input.command" } else { "arguments$" };
-        assert!(r.findings.iter().any(|f| f.location.path.contains(tool_path) && f.applied), "{name}: inside tool arguments/input");
-        assert!(r.findings.iter().any(|f| f.category == Category::Covert && f.applied));
+        let tool_path = if api == Api::AnthropicMessages {
+            ".input.command"
+        } else {
+            "arguments$"
+        };
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.location.path.contains(tool_path) && f.applied),
+            "{name}: inside tool arguments/input"
+        );
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.category == Category::Covert && f.applied)
+        );
         if api == Api::AnthropicMessages {
             assert_eq!(r.media_parts, 1);
-            assert!(r.findings.iter().any(|f| f.location.path == "messages[1].content[0].content[0].text"
-                && f.location.message == Some(1) && f.location.block == Some(0)));
-            assert!(r.findings.iter().any(|f| f.location.path.starts_with("system[2]")));
+            assert!(r.findings.iter().any(|f| f.location.path
+                == "messages[1].content[0].content[0].text"
+                && f.location.message == Some(1)
+                && f.location.block == Some(0)));
+            assert!(
+                r.findings
+                    .iter()
+                    .any(|f| f.location.path.starts_with("system[2]"))
+            );
         }
 
         // Same request twice -> byte-identical upstream body (also through a fresh scope lookup).
-        let again = inspect(api, dirty.as_bytes(), stand_in(), &policy(), &vault.scope("user:alice")).expect("again");
+        let again = inspect(
+            api,
+            dirty.as_bytes(),
+            stand_in(),
+            &policy(),
+            &vault.scope("user:alice"),
+        )
+        .expect("again");
         assert_eq!(again.body, r.body, "{name}: not deterministic");
 
         // A clean copy goes through untouched.
         let clean_scope = VaultScope::detached();
-        let c = inspect(api, base.as_bytes(), stand_in(), &Actions::default(), &clean_scope).expect("clean");
-        assert!(c.body.is_none(), "{name}: clean request must be forwarded as is");
+        let c = inspect(
+            api,
+            base.as_bytes(),
+            stand_in(),
+            &Actions::default(),
+            &clean_scope,
+        )
+        .expect("clean");
+        assert!(
+            c.body.is_none(),
+            "{name}: clean request must be forwarded as is"
+        );
 
         // Dry run: findings, no change, no block, vault untouched.
         let mut dry = policy();
@@ -238,15 +353,21 @@ fn run_capture(name: &str, api: Api) {
         // Block: error in the API's shape naming rule and location, never the value.
         let mut blk = policy();
         blk.rules.insert("github-pat".into(), RuleAction::Block);
-        let b = inspect(api, dirty.as_bytes(), stand_in(), &blk, &VaultScope::detached()).expect("block");
+        let b = inspect(
+            api,
+            dirty.as_bytes(),
+            stand_in(),
+            &blk,
+            &VaultScope::detached(),
+        )
+        .expect("block");
         let block = b.blocked.clone().expect("blocked");
         assert_eq!(block.rule_id, "github-pat");
         assert!(b.body.is_none());
         let (status, eb) = block_error(api, &block);
         assert_eq!(status, 403);
         let ev: serde_json::Value = serde_json::from_slice(&eb).expect("error JSON");
-        let msg = if api == Api::AnthropicMessages { ev["error"]["message"].as_str() } else { ev["error"]["message"].as_str() };
-        let msg = msg.expect("message");
+        let msg = ev["error"]["message"].as_str().expect("message");
         assert!(msg.contains("github-pat") && msg.contains(&block.location.path));
         assert!(!msg.contains(&github_token()));
         if api == Api::AnthropicMessages {
@@ -259,17 +380,35 @@ fn run_capture(name: &str, api: Api) {
 
 /// The upstream echoes the placeholders; the agent must see the originals.
 fn check_restore(api: Api, scope: &VaultScope) {
-    let gh = scope.placeholder("GITHUB_TOKEN", &github_token()).to_string();
-    let aws = scope.placeholder("AWS_ACCESS_KEY_ID", AWS_KEY_ID).to_string();
+    let gh = scope
+        .placeholder("GITHUB_TOKEN", &github_token())
+        .to_string();
+    let aws = scope
+        .placeholder("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
+        .to_string();
     let mail = scope.placeholder("EMAIL", EMAIL).to_string();
     let text = format!("Found {gh} and {aws}; see [docs] and [REDACTED_NOT_OURS_3] - mail {mail}[");
     let args = format!(r#"{{"command":"curl -H 'token: {gh}' -u {mail} https://x.invalid/[a]"}}"#);
-    let want_text = format!("Found {} and {AWS_KEY_ID}; see [docs] and [REDACTED_NOT_OURS_3] - mail {EMAIL}[", github_token());
-    let want_args = format!(r#"{{"command":"curl -H 'token: {}' -u {EMAIL} https://x.invalid/[a]"}}"#, github_token());
+    let want_text = format!(
+        "Found {} and {AWS_KEY_ID}; see [docs] and [REDACTED_NOT_OURS_3] - mail {EMAIL}[",
+        github_token()
+    );
+    let want_args = format!(
+        r#"{{"command":"curl -H 'token: {}' -u {EMAIL} https://x.invalid/[a]"}}"#,
+        github_token()
+    );
 
     // streaming: deltas of 5 characters, network chunks of 7 bytes
-    let tparts: Vec<String> = text.as_bytes().chunks(5).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
-    let aparts: Vec<String> = args.as_bytes().chunks(5).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
+    let tparts: Vec<String> = text
+        .as_bytes()
+        .chunks(5)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    let aparts: Vec<String> = args
+        .as_bytes()
+        .chunks(5)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
     let tp: Vec<&str> = tparts.iter().map(String::as_str).collect();
     let ap: Vec<&str> = aparts.iter().map(String::as_str).collect();
     let stream = stream_for(api, &tp, &ap);
@@ -284,38 +423,59 @@ fn check_restore(api: Api, scope: &VaultScope) {
     let _ = r.push(stream.as_bytes());
     let _ = r.finish();
     let u = r.usage();
-    assert!(u.input_tokens.is_some() && u.output_tokens.is_some() && u.cache_read_tokens.is_some(), "{api:?} usage {u:?}");
+    assert!(
+        u.input_tokens.is_some() && u.output_tokens.is_some() && u.cache_read_tokens.is_some(),
+        "{api:?} usage {u:?}"
+    );
 
     // non-streaming
     let js = |s: &str| serde_json::to_string(s).unwrap();
     let body = match api {
         Api::OpenAiChat => format!(
             r#"{{"id":"c","object":"chat.completion","choices":[{{"index":0,"message":{{"role":"assistant","content":{},"tool_calls":[{{"id":"call_1","type":"function","function":{{"name":"sh","arguments":{}}}}}]}},"finish_reason":"tool_calls"}}],"usage":{{"prompt_tokens":5,"completion_tokens":6}}}}"#,
-            js(&text), js(&args)
+            js(&text),
+            js(&args)
         ),
         Api::OpenAiResponses => format!(
             r#"{{"id":"resp","object":"response","output":[{{"type":"reasoning","id":"rs","summary":[{{"type":"summary_text","text":{}}}],"encrypted_content":"x"}},{{"type":"message","id":"m","role":"assistant","content":[{{"type":"output_text","text":{}}}]}},{{"type":"function_call","call_id":"c","name":"sh","arguments":{}}}],"usage":{{"input_tokens":5,"output_tokens":6}}}}"#,
-            js(&text), js(&text), js(&args)
+            js(&text),
+            js(&text),
+            js(&args)
         ),
         _ => format!(
             r#"{{"id":"msg","type":"message","content":[{{"type":"thinking","thinking":{},"signature":"sig"}},{{"type":"text","text":{}}},{{"type":"tool_use","id":"t","name":"Bash","input":{}}}],"usage":{{"input_tokens":5,"output_tokens":6}}}}"#,
-            js(&text), js(&text), args
+            js(&text),
+            js(&text),
+            args
         ),
     };
-    let out = restore_json(api, body.as_bytes(), scope).expect("restore").expect("changed");
+    let out = restore_json(api, body.as_bytes(), scope)
+        .expect("restore")
+        .expect("changed");
     let v: serde_json::Value = serde_json::from_slice(&out).expect("restored body is JSON");
     match api {
         Api::OpenAiChat => {
             assert_eq!(v["choices"][0]["message"]["content"], want_text.as_str());
-            assert_eq!(v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], want_args.as_str());
+            assert_eq!(
+                v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+                want_args.as_str()
+            );
         }
         Api::OpenAiResponses => {
-            assert_eq!(v["output"][0]["summary"][0]["text"], text.as_str(), "reasoning untouched");
+            assert_eq!(
+                v["output"][0]["summary"][0]["text"],
+                text.as_str(),
+                "reasoning untouched"
+            );
             assert_eq!(v["output"][1]["content"][0]["text"], want_text.as_str());
             assert_eq!(v["output"][2]["arguments"], want_args.as_str());
         }
         _ => {
-            assert_eq!(v["content"][0]["thinking"], text.as_str(), "signed thinking untouched");
+            assert_eq!(
+                v["content"][0]["thinking"],
+                text.as_str(),
+                "signed thinking untouched"
+            );
             assert_eq!(v["content"][1]["text"], want_text.as_str());
             let want: serde_json::Value = serde_json::from_str(&want_args).unwrap();
             assert_eq!(v["content"][2]["input"], want);
@@ -323,7 +483,11 @@ fn check_restore(api: Api, scope: &VaultScope) {
     }
     assert_eq!(Usage::from_json(&out).output_tokens, Some(6));
     // Another scope cannot restore these placeholders.
-    assert!(restore_json(api, body.as_bytes(), &VaultScope::detached()).expect("ok").is_none());
+    assert!(
+        restore_json(api, body.as_bytes(), &VaultScope::detached())
+            .expect("ok")
+            .is_none()
+    );
 }
 
 #[test]

@@ -8,8 +8,10 @@ use common::*;
 #[test]
 fn engine_redacts_and_normalizes_in_real_captures() {
     let engine = engine();
-    let mut policy = Actions::default();
-    policy.pii = Action::Redact;
+    let policy = Actions {
+        pii: Action::Redact,
+        ..Actions::default()
+    };
     for (name, api) in [
         ("claude-code-2.1.332", Api::AnthropicMessages),
         ("codex-0.169.0", Api::OpenAiResponses),
@@ -22,7 +24,9 @@ fn engine_redacts_and_normalizes_in_real_captures() {
             let dirty_lit = &dirty_json[1..dirty_json.len() - 1];
             let marker = "\"text\":\"";
             let marker2 = "\"content\":\"";
-            let at = base.find(marker).map(|p| p + marker.len())
+            let at = base
+                .find(marker)
+                .map(|p| p + marker.len())
                 .or_else(|| base.find(marker2).map(|p| p + marker2.len()))
                 .expect("a text literal");
             let body = format!("{}{} {}", &base[..at], dirty_lit, &base[at..]);
@@ -31,14 +35,26 @@ fn engine_redacts_and_normalizes_in_real_captures() {
             let out = String::from_utf8(r.body.expect("changed")).unwrap();
             serde_json::from_str::<serde_json::Value>(&out).expect("JSON");
             for v in secret_values() {
-                assert!(!out.contains(&v), "{name}: value {}… still in upstream body", &v[..4]);
+                assert!(
+                    !out.contains(&v),
+                    "{name}: value {}… still in upstream body",
+                    &v[..4]
+                );
             }
-            assert!(!out.contains(ZW) && !out.contains(TAGS), "{name}: covert characters left");
-            assert!(out.contains(LOOKALIKE_CLEAN), "{name}: look-alike apostrophe not mapped");
+            assert!(
+                !out.contains(ZW) && !out.contains(TAGS),
+                "{name}: covert characters left"
+            );
+            assert!(
+                out.contains(LOOKALIKE_CLEAN),
+                "{name}: look-alike apostrophe not mapped"
+            );
             assert!(out.contains("[REDACTED_"), "{name}");
             // restore what the upstream would echo
             let echoed = serde_json::json!({"type":"message","content":[{"type":"text","text": out.clone()}]}).to_string();
-            let back = restore_json(Api::AnthropicMessages, echoed.as_bytes(), &scope).unwrap().unwrap();
+            let back = restore_json(Api::AnthropicMessages, echoed.as_bytes(), &scope)
+                .unwrap()
+                .unwrap();
             let v: serde_json::Value = serde_json::from_slice(&back).unwrap();
             let text = v["content"][0]["text"].as_str().unwrap();
             for s in secret_values() {
@@ -46,4 +62,52 @@ fn engine_redacts_and_normalizes_in_real_captures() {
             }
         }
     }
+}
+
+#[test]
+fn cached_engine_gives_the_same_result_and_hits_on_resend() {
+    let cached = CachedDetector::new(airlock_detect::Engine::builtin().expect("engine"));
+    let policy = Actions {
+        pii: Action::Redact,
+        ..Actions::default()
+    };
+    let (_, base) = capture("claude-code-2.1.332").remove(0);
+    let dirty_json =
+        serde_json::to_string(&format!("{} {}", dirty_text(), "padding ".repeat(100))).unwrap();
+    let lit = &dirty_json[1..dirty_json.len() - 1];
+    let at = base.find("\"text\":\"").unwrap() + 8;
+    let body = format!("{}{lit}{}", &base[..at], &base[at..]);
+    let direct = inspect(
+        Api::AnthropicMessages,
+        body.as_bytes(),
+        engine(),
+        &policy,
+        &VaultScope::detached(),
+    )
+    .unwrap();
+    let first = inspect(
+        Api::AnthropicMessages,
+        body.as_bytes(),
+        &cached,
+        &policy,
+        &VaultScope::detached(),
+    )
+    .unwrap();
+    let (h0, m0) = cached.stats();
+    let second = inspect(
+        Api::AnthropicMessages,
+        body.as_bytes(),
+        &cached,
+        &policy,
+        &VaultScope::detached(),
+    )
+    .unwrap();
+    let (h1, m1) = cached.stats();
+    assert_eq!(direct.body, first.body);
+    assert_eq!(first.body, second.body);
+    assert_eq!(first.findings.len(), second.findings.len());
+    assert!(m0 > 0 && h0 == 0);
+    assert_eq!(m1, m0, "second request fully served from the cache");
+    assert_eq!(h1, m0);
+    assert!(second.body.unwrap().windows(10).any(|w| w == b"[REDACTED_"));
 }

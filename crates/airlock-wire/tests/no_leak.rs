@@ -33,15 +33,24 @@ fn values_never_logged_or_printed() {
     tracing::subscriber::with_default(subscriber, || {
         let vault = Vault::default();
         let scope = vault.scope("user:alice");
-        let mut policy = Actions::default();
-        policy.pii = Action::Redact;
+        let policy = Actions {
+            pii: Action::Redact,
+            ..Actions::default()
+        };
         let (_, base) = capture("claude-code-2.1.332").remove(0);
         let dirty_json = serde_json::to_string(&dirty_text()).unwrap();
         let lit = &dirty_json[1..dirty_json.len() - 1];
         let at = base.find("\"text\":\"").unwrap() + 8;
         let body = format!("{}{lit}{}", &base[..at], &base[at..]);
         for det in [stand_in() as &dyn Detector, engine() as &dyn Detector] {
-            let r = inspect(Api::AnthropicMessages, body.as_bytes(), det, &policy, &scope).unwrap();
+            let r = inspect(
+                Api::AnthropicMessages,
+                body.as_bytes(),
+                det,
+                &policy,
+                &scope,
+            )
+            .unwrap();
             printed.push_str(&format!("{r:?}\n{}\n", serde_json::to_string(&r).unwrap()));
             // a block names the rule and location only
             let mut blk = policy.clone();
@@ -52,31 +61,52 @@ fn values_never_logged_or_printed() {
         }
         // malformed bodies that contain the values: errors carry offsets only
         let broken = format!("{{\"messages\":[\"{}\" {}", github_token(), AWS_SECRET);
-        for api in [Api::AnthropicMessages, Api::OpenAiChat, Api::OpenAiResponses] {
+        for api in [
+            Api::AnthropicMessages,
+            Api::OpenAiChat,
+            Api::OpenAiResponses,
+        ] {
             let e = inspect(api, broken.as_bytes(), stand_in(), &policy, &scope).unwrap_err();
             printed.push_str(&format!("{e} {e:?}\n"));
             let e = peek(api, broken.as_bytes()).unwrap_err();
             printed.push_str(&format!("{e} {e:?}\n"));
         }
         // streaming, including an oversized event that is passed through with a warning
-        let gh = scope.placeholder("GITHUB_TOKEN", &github_token()).to_string();
+        let gh = scope
+            .placeholder("GITHUB_TOKEN", &github_token())
+            .to_string();
         let stream = anthropic_stream(&["x ", &gh[..5], &gh[5..]], &["{}"]);
-        let mut r = StreamRestorer::new(Api::AnthropicMessages, scope.clone()).with_max_event_bytes(1024);
-        let big = format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{}{}\"}}}}\n\n", "y".repeat(2000), gh);
+        let mut r =
+            StreamRestorer::new(Api::AnthropicMessages, scope.clone()).with_max_event_bytes(1024);
+        let big = format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{}{}\"}}}}\n\n",
+            "y".repeat(2000),
+            gh
+        );
         let mut out = r.push(stream.as_bytes());
         for c in big.as_bytes().chunks(100) {
             out.extend(r.push(c));
         }
         out.extend(r.finish());
-        assert!(String::from_utf8_lossy(&out).contains(&github_token()), "restored for the client");
+        assert!(
+            String::from_utf8_lossy(&out).contains(&github_token()),
+            "restored for the client"
+        );
         assert_eq!(r.stats().oversize, 1);
-        printed.push_str(&format!("{r:?} {scope:?} {vault:?} {:?}\n", scope.lookup(&gh)));
+        printed.push_str(&format!(
+            "{r:?} {scope:?} {vault:?} {:?}\n",
+            scope.lookup(&gh)
+        ));
     });
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("oversized"), "the capture works: {logs}");
     for v in secret_values() {
         assert!(!logs.contains(&v), "value {}… in logs", &v[..4]);
-        assert!(!printed.contains(&v), "value {}… in Debug/Display/JSON output", &v[..4]);
+        assert!(
+            !printed.contains(&v),
+            "value {}… in Debug/Display/JSON output",
+            &v[..4]
+        );
     }
     assert!(!printed.contains(TAGS) && !printed.contains(ZW));
 }

@@ -7,7 +7,11 @@ use airlock_wire::*;
 use common::*;
 use proptest::prelude::*;
 
-const APIS: [Api; 3] = [Api::AnthropicMessages, Api::OpenAiChat, Api::OpenAiResponses];
+const APIS: [Api; 3] = [
+    Api::AnthropicMessages,
+    Api::OpenAiChat,
+    Api::OpenAiResponses,
+];
 
 /// A scope with values that need JSON escaping and non-ASCII text.
 fn scope() -> (VaultScope, Vec<(String, String)>) {
@@ -48,12 +52,32 @@ fn split_at_points(text: &str, points: &[usize]) -> Vec<String> {
     cuts.push(text.len());
     cuts.sort_unstable();
     cuts.dedup();
-    cuts.windows(2).map(|w| text[w[0]..w[1]].to_owned()).collect()
+    cuts.windows(2)
+        .map(|w| text[w[0]..w[1]].to_owned())
+        .collect()
 }
 
-fn check(api: Api, scope: &VaultScope, pairs: &[(String, String)], text: &str, parts: &[String], chunk: usize, crlf: bool) {
+fn check(
+    api: Api,
+    scope: &VaultScope,
+    pairs: &[(String, String)],
+    text: &str,
+    parts: &[String],
+    chunk: usize,
+    crlf: bool,
+) {
     let args_text = serde_json::json!({ "q": text }).to_string();
-    let aparts = split_at_points(&args_text, &parts.iter().map(String::len).scan(0, |a, l| { *a += l; Some(*a) }).collect::<Vec<_>>());
+    let aparts = split_at_points(
+        &args_text,
+        &parts
+            .iter()
+            .map(String::len)
+            .scan(0, |a, l| {
+                *a += l;
+                Some(*a)
+            })
+            .collect::<Vec<_>>(),
+    );
     let tp: Vec<&str> = parts.iter().map(String::as_str).collect();
     let ap: Vec<&str> = aparts.iter().map(String::as_str).collect();
     let mut stream = stream_for(api, &tp, &ap);
@@ -61,7 +85,14 @@ fn check(api: Api, scope: &VaultScope, pairs: &[(String, String)], text: &str, p
         stream = stream.replace('\n', "\r\n");
     }
     let out = restore_stream(api, scope, stream.as_bytes(), chunk);
-    let out = if crlf { String::from_utf8(out).unwrap().replace("\r\n", "\n").into_bytes() } else { out };
+    let out = if crlf {
+        String::from_utf8(out)
+            .unwrap()
+            .replace("\r\n", "\n")
+            .into_bytes()
+    } else {
+        out
+    };
     let (t, a) = client_view(api, &out);
     let want = restored(text, pairs);
     assert_eq!(t, want, "{api:?} text");
@@ -104,17 +135,27 @@ fn placeholder_split_at_every_boundary() {
 fn untouched_stream_is_byte_identical() {
     let (scope, _) = scope();
     for api in APIS {
-        let stream = stream_for(api, &["Hello ", "[world]", " and [RE", "D] ok"], &["{\"a\":", "\"[b]\"}"]);
+        let stream = stream_for(
+            api,
+            &["Hello ", "[world]", " and [RE", "D] ok"],
+            &["{\"a\":", "\"[b]\"}"],
+        );
         let out = restore_stream(api, &scope, stream.as_bytes(), 3);
         let (t, _) = client_view(api, &out);
         assert_eq!(t, "Hello [world] and [RED] ok");
         // with an empty scope nothing is even parsed
         let empty = VaultScope::detached();
-        assert_eq!(restore_stream(api, &empty, stream.as_bytes(), 5), stream.as_bytes());
+        assert_eq!(
+            restore_stream(api, &empty, stream.as_bytes(), 5),
+            stream.as_bytes()
+        );
     }
     // no '[' anywhere: byte for byte even with a populated scope
     let stream = anthropic_stream(&["Hello ", "world"], &["{\"a\":1}"]);
-    assert_eq!(restore_stream(Api::AnthropicMessages, &scope, stream.as_bytes(), 4), stream.as_bytes());
+    assert_eq!(
+        restore_stream(Api::AnthropicMessages, &scope, stream.as_bytes(), 4),
+        stream.as_bytes()
+    );
 }
 
 fn segment() -> impl Strategy<Value = usize> {
@@ -122,9 +163,25 @@ fn segment() -> impl Strategy<Value = usize> {
 }
 
 fn render(segs: &[usize], pairs: &[(String, String)]) -> String {
-    const LIT: [&str; 9] = ["hello ", "[", "[RED", "[REDACTED_", "]", "é", "日本", "_1", "[REDACTED_NOPE_9]"];
+    const LIT: [&str; 9] = [
+        "hello ",
+        "[",
+        "[RED",
+        "[REDACTED_",
+        "]",
+        "é",
+        "日本",
+        "_1",
+        "[REDACTED_NOPE_9]",
+    ];
     segs.iter()
-        .map(|&s| if s < LIT.len() { LIT[s].to_owned() } else { pairs[(s - LIT.len()) % pairs.len()].0.clone() })
+        .map(|&s| {
+            if s < LIT.len() {
+                LIT[s].to_owned()
+            } else {
+                pairs[(s - LIT.len()) % pairs.len()].0.clone()
+            }
+        })
         .collect()
 }
 

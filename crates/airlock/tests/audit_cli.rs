@@ -11,10 +11,21 @@ fn record(i: u64, time: OffsetDateTime) -> AuditRecord {
     let mut r = AuditRecord::new(time, format!("req-{i}"));
     r.user = Some(if i.is_multiple_of(2) { "alice" } else { "bob" }.into());
     r.team = Some("payments".into());
-    r.tool = Some(if i.is_multiple_of(3) { "codex" } else { "claude-code" }.into());
+    r.tool = Some(
+        if i.is_multiple_of(3) {
+            "codex"
+        } else {
+            "claude-code"
+        }
+        .into(),
+    );
     r.tool_version = Some("2.1.150".into());
     r.model = Some("claude-sonnet-4-5".into());
-    r.decision = Some(if i.is_multiple_of(4) { Decision::Denied } else { Decision::Allowed });
+    r.decision = Some(if i.is_multiple_of(4) {
+        Decision::Denied
+    } else {
+        Decision::Allowed
+    });
     r.status = Some(if i.is_multiple_of(4) { 403 } else { 200 });
     r.findings = vec![FindingSummary {
         rule_id: "aws-access-key-id".into(),
@@ -36,7 +47,11 @@ fn filled() -> tempfile::TempDir {
     let log = AuditLog::open(dir.path(), AuditOptions::default()).unwrap();
     let now = OffsetDateTime::now_utc();
     for i in 1..=20u64 {
-        let t = if i <= 10 { now - time::Duration::hours(2) } else { now };
+        let t = if i <= 10 {
+            now - time::Duration::hours(2)
+        } else {
+            now
+        };
         log.submit(record(i, t)).unwrap().wait().unwrap();
     }
     log.shutdown();
@@ -45,7 +60,9 @@ fn filled() -> tempfile::TempDir {
 
 fn airlock(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("airlock").unwrap();
-    c.env_remove("AIRLOCK_DATA_DIR").env_remove("AIRLOCK_CONFIG").env("NO_COLOR", "1");
+    c.env_remove("AIRLOCK_DATA_DIR")
+        .env_remove("AIRLOCK_CONFIG")
+        .env("NO_COLOR", "1");
     c.arg("audit");
     let _ = dir;
     c
@@ -65,7 +82,18 @@ fn query_filters_like_the_issue_says() {
     let out = airlock(dir.path())
         .args(["query", "--data-dir"])
         .arg(dir.path())
-        .args(["--since", "1h", "--user", "alice", "--tool", "claude-code", "--decision", "denied", "--format", "jsonl"])
+        .args([
+            "--since",
+            "1h",
+            "--user",
+            "alice",
+            "--tool",
+            "claude-code",
+            "--decision",
+            "denied",
+            "--format",
+            "jsonl",
+        ])
         .assert()
         .success()
         .get_output()
@@ -73,8 +101,16 @@ fn query_filters_like_the_issue_says() {
         .clone();
     let recs = jsonl(&out);
     // Recent (11..=20), alice (even), denied (multiple of 4), claude-code (not multiple of 3): 16, 20.
-    assert_eq!(recs.iter().map(|r| r["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [16, 20]);
-    assert!(recs.iter().all(|r| r["decision"] == "denied" && r["user"] == "alice"));
+    assert_eq!(
+        recs.iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [16, 20]
+    );
+    assert!(
+        recs.iter()
+            .all(|r| r["decision"] == "denied" && r["user"] == "alice")
+    );
 }
 
 #[test]
@@ -86,7 +122,12 @@ fn query_table_and_json() {
         .args(["--decision", "denied", "--format", "table"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("SEQ").and(predicate::str::contains("claude-code 2.1.150")).and(predicate::str::contains("denied")).and(predicate::str::contains("aws-access-key-id×1")));
+        .stdout(
+            predicate::str::contains("SEQ")
+                .and(predicate::str::contains("claude-code 2.1.150"))
+                .and(predicate::str::contains("denied"))
+                .and(predicate::str::contains("aws-access-key-id×1")),
+        );
     let out = airlock(dir.path())
         .args(["query", "--data-dir"])
         .arg(dir.path())
@@ -97,7 +138,13 @@ fn query_table_and_json() {
         .stdout
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(v.as_array().map(|a| a.iter().map(|r| r["seq"].as_u64().unwrap()).collect::<Vec<_>>()), Some(vec![18, 19, 20]));
+    assert_eq!(
+        v.as_array().map(|a| a
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>()),
+        Some(vec![18, 19, 20])
+    );
 }
 
 #[test]
@@ -134,17 +181,29 @@ fn verify_passes_then_names_the_first_broken_record() {
         .arg(dir.path())
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("20 records").and(predicate::str::contains("OK: the chain is intact")));
+        .stdout(
+            predicate::str::contains("20 records")
+                .and(predicate::str::contains("OK: the chain is intact")),
+        );
     let conn = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
-    conn.execute("UPDATE records SET record = replace(record, '\"bob\"', '\"eve\"') WHERE seq = 5", [])
+    conn.execute(
+        "UPDATE records SET record = replace(record, '\"bob\"', '\"eve\"') WHERE seq = 5",
+        [],
+    )
+    .unwrap();
+    conn.execute("DELETE FROM records WHERE seq = 12", [])
         .unwrap();
-    conn.execute("DELETE FROM records WHERE seq = 12", []).unwrap();
     airlock(dir.path())
         .args(["verify", "--data-dir"])
         .arg(dir.path())
         .assert()
         .code(1)
-        .stdout(predicate::str::contains("FAILED: first broken record 5: record 5: content does not match its hash").and(predicate::str::contains("record 12 is missing")));
+        .stdout(
+            predicate::str::contains(
+                "FAILED: first broken record 5: record 5: content does not match its hash",
+            )
+            .and(predicate::str::contains("record 12 is missing")),
+        );
     let out = airlock(dir.path())
         .args(["verify", "--format", "json", "--data-dir"])
         .arg(dir.path())
@@ -169,10 +228,18 @@ fn exported_checkpoints_catch_a_rewrite() {
         .arg(&export)
         .assert()
         .success();
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
     assert_eq!(doc["format"], "airlock-audit-checkpoints/1");
     let pk = String::from_utf8(
-        airlock(dir.path()).args(["public-key", "--data-dir"]).arg(dir.path()).assert().success().get_output().stdout.clone(),
+        airlock(dir.path())
+            .args(["public-key", "--data-dir"])
+            .arg(dir.path())
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone(),
     )
     .unwrap();
     assert_eq!(doc["public_key"].as_str(), Some(pk.trim()));
@@ -186,7 +253,8 @@ fn exported_checkpoints_catch_a_rewrite() {
         .stdout(predicate::str::contains("exported checkpoints"));
     // Someone truncates the log and removes the stored checkpoints: the export still knows.
     let conn = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
-    conn.execute_batch("DELETE FROM records WHERE seq > 15; DELETE FROM checkpoints;").unwrap();
+    conn.execute_batch("DELETE FROM records WHERE seq > 15; DELETE FROM checkpoints;")
+        .unwrap();
     airlock(dir.path())
         .args(["verify", "--data-dir"])
         .arg(dir.path())
@@ -217,7 +285,10 @@ fn prune_keeps_a_verifiable_chain() {
         .arg(dir.path())
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("4 records (17..20)").and(predicate::str::contains("2 anchors")));
+        .stdout(
+            predicate::str::contains("4 records (17..20)")
+                .and(predicate::str::contains("2 anchors")),
+        );
 }
 
 #[test]
@@ -239,8 +310,13 @@ fn usage_and_io_errors_exit_2_with_a_clear_message() {
         .arg(empty.path())
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("no audit log at").and(predicate::str::contains("audit.db")));
-    assert!(!empty.path().join("audit.db").exists(), "read-only commands never create a store");
+        .stderr(
+            predicate::str::contains("no audit log at").and(predicate::str::contains("audit.db")),
+        );
+    assert!(
+        !empty.path().join("audit.db").exists(),
+        "read-only commands never create a store"
+    );
     let dir = filled();
     airlock(dir.path())
         .args(["query", "--since", "yesterday", "--data-dir"])

@@ -23,10 +23,18 @@ fn machine(claude_version: &str) -> tempfile::TempDir {
     write(r, "/etc/machine-id", "fedcba9876543210fedcba9876543210\n");
     write(r, "/etc/hostname", "build-7\n");
     let cc = "/usr/local/lib/node_modules/@anthropic-ai/claude-code";
-    write(r, &format!("{cc}/package.json"), &pkg("@anthropic-ai/claude-code", claude_version));
+    write(
+        r,
+        &format!("{cc}/package.json"),
+        &pkg("@anthropic-ai/claude-code", claude_version),
+    );
     write(r, &format!("{cc}/cli.js"), "");
     std::fs::create_dir_all(r.join("usr/local/bin")).unwrap();
-    symlink("../lib/node_modules/@anthropic-ai/claude-code/cli.js", r.join("usr/local/bin/claude")).unwrap();
+    symlink(
+        "../lib/node_modules/@anthropic-ai/claude-code/cli.js",
+        r.join("usr/local/bin/claude"),
+    )
+    .unwrap();
     write(
         r,
         "/home/alice/.nvm/versions/node/v20.0.0/lib/node_modules/@qwen-code/qwen-code/package.json",
@@ -46,7 +54,12 @@ fn inventory(root: &Path) -> Command {
         .env("HOME", "/home/alice")
         .args(["inventory", "--root"])
         .arg(root)
-        .args(["--path", "/usr/local/bin:/usr/bin", "--airlock-url", "https://airlock.corp.example"]);
+        .args([
+            "--path",
+            "/usr/local/bin:/usr/bin",
+            "--airlock-url",
+            "https://airlock.corp.example",
+        ]);
     c
 }
 
@@ -57,8 +70,16 @@ fn json(out: &[u8]) -> serde_json::Value {
 #[test]
 fn json_report_and_exit_1_for_an_advisory_version() {
     let m = machine("2.1.150");
-    let out = inventory(m.path()).args(["--format", "json"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = inventory(m.path())
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out.stdout);
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["machine_id"], "fedcba9876543210fedcba9876543210");
@@ -80,15 +101,45 @@ fn json_report_and_exit_1_for_an_advisory_version() {
         })
         .collect();
     let row = |t: &str, k: &str, l: &str, via: &str, allow: bool| {
-        (t.to_string(), k.to_string(), l.to_string(), via.to_string(), allow)
+        (
+            t.to_string(),
+            k.to_string(),
+            l.to_string(),
+            via.to_string(),
+            allow,
+        )
     };
     assert_eq!(
         got,
         [
-            row("claude-code", "npm", "/usr/local/lib/node_modules/@anthropic-ai/claude-code", "airlock", false),
-            row("claude-code", "binary", "/usr/local/bin/claude", "airlock", false),
-            row("claude-code", "config", "/home/alice/.claude", "airlock", true),
-            row("qwen-code", "npm", "/home/alice/.nvm/versions/node/v20.0.0/lib/node_modules/@qwen-code/qwen-code", "direct", true),
+            row(
+                "claude-code",
+                "npm",
+                "/usr/local/lib/node_modules/@anthropic-ai/claude-code",
+                "airlock",
+                false
+            ),
+            row(
+                "claude-code",
+                "binary",
+                "/usr/local/bin/claude",
+                "airlock",
+                false
+            ),
+            row(
+                "claude-code",
+                "config",
+                "/home/alice/.claude",
+                "airlock",
+                true
+            ),
+            row(
+                "qwen-code",
+                "npm",
+                "/home/alice/.nvm/versions/node/v20.0.0/lib/node_modules/@qwen-code/qwen-code",
+                "direct",
+                true
+            ),
         ]
     );
     let first = &v["findings"][0];
@@ -104,12 +155,23 @@ fn json_report_and_exit_1_for_an_advisory_version() {
 fn fixed_version_is_compliant() {
     let m = machine("2.1.332");
     let out = inventory(m.path()).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("Inventory of build-7"), "{text}");
     assert!(text.contains("TOOL"), "{text}");
-    assert!(text.contains("/usr/local/lib/node_modules/@anthropic-ai/claude-code [npm]"), "{text}");
-    assert!(text.contains("4 finding(s), 0 denied, 0 error(s)"), "{text}");
+    assert!(
+        text.contains("/usr/local/lib/node_modules/@anthropic-ai/claude-code [npm]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 finding(s), 0 denied, 0 error(s)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -121,11 +183,18 @@ fn company_policy_bans_qwen_and_remediate_prints_commands() {
         "[[policy.rule]]\nid = \"no-qwen\"\ntools = [\"qwen-code\"]\naction = \"deny\"\n",
     )
     .unwrap();
-    let out = inventory(m.path()).arg("--config").arg(&cfg).output().unwrap();
+    let out = inventory(m.path())
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("DENIED (no-qwen)"), "{text}");
-    assert!(text.contains("denied: Qwen Code 0.24.4 is blocked by company policy."), "{text}");
+    assert!(
+        text.contains("denied: Qwen Code 0.24.4 is blocked by company policy."),
+        "{text}"
+    );
 
     let out = inventory(m.path())
         .arg("--config")
@@ -155,7 +224,11 @@ fn company_policy_bans_qwen_and_remediate_prints_commands() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 4);
-    assert!(lines.iter().all(|l| l["machine_id"] == "fedcba9876543210fedcba9876543210" && l["type"] == "finding"));
+    assert!(
+        lines.iter().all(
+            |l| l["machine_id"] == "fedcba9876543210fedcba9876543210" && l["type"] == "finding"
+        )
+    );
     assert_eq!(lines[3]["verdict"]["rule"], "no-qwen");
     assert_eq!(lines[3]["user"], "alice");
 }
@@ -165,7 +238,11 @@ fn usage_and_config_errors_exit_2() {
     let m = machine("2.1.332");
     let cfg = m.path().join("bad.toml");
     std::fs::write(&cfg, "[policy]\nunknwon_tools = \"deny\"\n").unwrap();
-    let out = inventory(m.path()).arg("--config").arg(&cfg).output().unwrap();
+    let out = inventory(m.path())
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
 
@@ -176,7 +253,10 @@ fn usage_and_config_errors_exit_2() {
     let out = inventory(&m.path().join("missing")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 
-    let out = inventory(m.path()).args(["--airlock-url", "http://bad host"]).output().unwrap();
+    let out = inventory(m.path())
+        .args(["--airlock-url", "http://bad host"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -184,7 +264,10 @@ fn usage_and_config_errors_exit_2() {
 fn an_unreadable_settings_file_is_an_error_exit_2() {
     let m = machine("2.1.332");
     write(m.path(), "/home/alice/.qwen/settings.json", "{ broken");
-    let out = inventory(m.path()).args(["--format", "json"]).output().unwrap();
+    let out = inventory(m.path())
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let v = json(&out.stdout);
     assert_eq!(v["errors"][0]["path"], "/home/alice/.qwen/settings.json");
@@ -206,7 +289,11 @@ fn run_version_on_the_system_root() {
     let bin = t.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let tool = bin.join("opencode");
-    std::fs::write(&tool, "#!/bin/sh\n[ \"$1\" = --version ] && echo 'opencode 1.18.33' && exit 0\nexit 3\n").unwrap();
+    std::fs::write(
+        &tool,
+        "#!/bin/sh\n[ \"$1\" = --version ] && echo 'opencode 1.18.33' && exit 0\nexit 3\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
     let home = t.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
@@ -214,7 +301,15 @@ fn run_version_on_the_system_root() {
         Command::cargo_bin("airlock")
             .unwrap()
             .env_remove("AIRLOCK_CONFIG")
-            .args(["inventory", "--root", "/", "--no-processes", "--format", "json", "--path"])
+            .args([
+                "inventory",
+                "--root",
+                "/",
+                "--no-processes",
+                "--format",
+                "json",
+                "--path",
+            ])
             .arg(&bin)
             .arg("--home")
             .arg(&home)
@@ -236,6 +331,12 @@ fn run_version_on_the_system_root() {
     assert_eq!(f["kind"], "binary");
     // Without the flag nothing is run and the version is unknown.
     let v = json(&run(&[]).stdout);
-    let f = v["findings"].as_array().unwrap().iter().find(|f| f["tool"] == "opencode" && f["kind"] == "binary").cloned().unwrap();
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["tool"] == "opencode" && f["kind"] == "binary")
+        .cloned()
+        .unwrap();
     assert_eq!(f["version"], serde_json::Value::Null);
 }

@@ -15,13 +15,24 @@ pub fn full_record(i: u64, time: OffsetDateTime) -> AuditRecord {
     r.team = Some("payments".into());
     r.key_id = Some("key_01".into());
     r.client_addr = Some("127.0.0.1:50000".into());
-    r.tool = Some(if i.is_multiple_of(3) { "codex" } else { "claude-code" }.into());
+    r.tool = Some(
+        if i.is_multiple_of(3) {
+            "codex"
+        } else {
+            "claude-code"
+        }
+        .into(),
+    );
     r.tool_version = Some("2.1.198".into());
     r.agent_session_id = Some(format!("sess-{i}"));
     r.api = Some("anthropic_messages".into());
     r.upstream = Some("anthropic".into());
     r.model = Some("claude-sonnet-4-5".into());
-    r.decision = Some(if i.is_multiple_of(5) { Decision::Denied } else { Decision::Allowed });
+    r.decision = Some(if i.is_multiple_of(5) {
+        Decision::Denied
+    } else {
+        Decision::Allowed
+    });
     r.decision_rule = Some("policy.tools.claude-code".into());
     r.decision_reason = Some("reason text".into());
     r.findings = vec![FindingSummary {
@@ -43,7 +54,10 @@ pub fn full_record(i: u64, time: OffsetDateTime) -> AuditRecord {
     r.latency_overhead_us = Some(200);
     r.request_bytes = 4096;
     r.response_bytes = 1024;
-    r.request_body = Some(BodyCapture::new(format!("{{\"redacted\":\"[REDACTED:aws]\",\"i\":{i}}}").as_bytes(), 1 << 16));
+    r.request_body = Some(BodyCapture::new(
+        format!("{{\"redacted\":\"[REDACTED:aws]\",\"i\":{i}}}").as_bytes(),
+        1 << 16,
+    ));
     r.response_body = Some(BodyCapture::new(b"{\"content\":\"ok\"}", 1 << 16));
     r.lost_records = Some(0);
     r

@@ -5,7 +5,10 @@ use std::sync::OnceLock;
 
 use airlock_detect::Engine;
 
-pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/agents");
+pub const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/fixtures/agents"
+);
 
 pub fn engine() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
@@ -32,7 +35,10 @@ pub fn capture(name: &str) -> Vec<(String, String)> {
 /// A GitHub classic token with a valid CRC32 checksum.
 pub fn github_token() -> String {
     let random = "Zq8T2vLmW4xR9sKp3NbY7cHd1FgJ6u";
-    format!("ghp_{random}{}", airlock_detect::validate::crc32_base62_suffix(random))
+    format!(
+        "ghp_{random}{}",
+        airlock_detect::validate::crc32_base62_suffix(random)
+    )
 }
 
 pub const AWS_KEY_ID: &str = "AKIAZ7QK3M2XW5P4TR6N";
@@ -53,14 +59,24 @@ pub fn dirty_text() -> String {
 }
 
 pub fn secret_values() -> Vec<String> {
-    vec![AWS_KEY_ID.into(), AWS_SECRET.into(), github_token(), EMAIL.into()]
+    vec![
+        AWS_KEY_ID.into(),
+        AWS_SECRET.into(),
+        github_token(),
+        EMAIL.into(),
+    ]
 }
 
 /// A small regex detector with the same contract as the engine, for testing the wire layer on
 /// its own (the engine has its own tests). Finds AWS key ids and secret keys, GitHub classic
 /// tokens, e-mail addresses, zero-width/tag characters and the U+02BC look-alike apostrophe.
 pub struct StandIn {
-    rules: Vec<(&'static str, airlock_wire::Category, &'static str, regex::Regex)>,
+    rules: Vec<(
+        &'static str,
+        airlock_wire::Category,
+        &'static str,
+        regex::Regex,
+    )>,
 }
 
 pub fn stand_in() -> &'static StandIn {
@@ -70,13 +86,48 @@ pub fn stand_in() -> &'static StandIn {
         let r = |s: &str| regex::Regex::new(s).expect("regex");
         StandIn {
             rules: vec![
-                ("aws-access-key-id", Secret, "AWS_ACCESS_KEY_ID", r(r"\b(?P<v>AKIA[0-9A-Z]{16})\b")),
-                ("aws-secret-access-key", Secret, "AWS_SECRET_KEY", r(r"(?i)aws_secret_access_key\s*[=:]\s*(?P<v>[A-Za-z0-9/+]{40})")),
-                ("github-pat", Secret, "GITHUB_TOKEN", r(r"\b(?P<v>ghp_[A-Za-z0-9]{36})\b")),
-                ("email", Pii, "EMAIL", r(r"\b(?P<v>[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,})\b")),
-                ("invisible-characters", Covert, "INVISIBLE", r("(?P<v>[\u{200B}-\u{200D}\u{2060}\u{FEFF}]+)")),
-                ("tag-characters", Covert, "TAG", r("(?P<v>[\u{E0000}-\u{E007F}]+)")),
-                ("confusable-punctuation", Covert, "LOOKALIKE", r("[a-z](?P<v>\u{02BC})[a-z]")),
+                (
+                    "aws-access-key-id",
+                    Secret,
+                    "AWS_ACCESS_KEY_ID",
+                    r(r"\b(?P<v>AKIA[0-9A-Z]{16})\b"),
+                ),
+                (
+                    "aws-secret-access-key",
+                    Secret,
+                    "AWS_SECRET_KEY",
+                    r(r"(?i)aws_secret_access_key\s*[=:]\s*(?P<v>[A-Za-z0-9/+]{40})"),
+                ),
+                (
+                    "github-pat",
+                    Secret,
+                    "GITHUB_TOKEN",
+                    r(r"\b(?P<v>ghp_[A-Za-z0-9]{36})\b"),
+                ),
+                (
+                    "email",
+                    Pii,
+                    "EMAIL",
+                    r(r"\b(?P<v>[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,})\b"),
+                ),
+                (
+                    "invisible-characters",
+                    Covert,
+                    "INVISIBLE",
+                    r("(?P<v>[\u{200B}-\u{200D}\u{2060}\u{FEFF}]+)"),
+                ),
+                (
+                    "tag-characters",
+                    Covert,
+                    "TAG",
+                    r("(?P<v>[\u{E0000}-\u{E007F}]+)"),
+                ),
+                (
+                    "confusable-punctuation",
+                    Covert,
+                    "LOOKALIKE",
+                    r("[a-z](?P<v>\u{02BC})[a-z]"),
+                ),
             ],
         }
     })
@@ -93,7 +144,15 @@ impl airlock_wire::Detector for StandIn {
                     severity: "high".into(),
                     start: m.start(),
                     end: m.end(),
-                    preview: format!("{}… ({} chars)", m.as_str().chars().next().map(|c| if c.is_ascii_alphanumeric() { c } else { '?' }).unwrap_or('?'), m.as_str().chars().count()),
+                    preview: format!(
+                        "{}… ({} chars)",
+                        m.as_str()
+                            .chars()
+                            .next()
+                            .map(|c| if c.is_ascii_alphanumeric() { c } else { '?' })
+                            .unwrap_or('?'),
+                        m.as_str().chars().count()
+                    ),
                     label: (*label).into(),
                     fingerprint: format!("{:016x}", m.as_str().len() as u64 * 2654435761),
                 });
@@ -107,8 +166,16 @@ impl airlock_wire::Detector for StandIn {
             }
             for c in re.captures_iter(text) {
                 let Some(m) = c.name("v") else { continue };
-                let text = if m.as_str() == "\u{02BC}" { "'".to_owned() } else { String::new() };
-                out.push(airlock_wire::Replacement { start: m.start(), end: m.end(), text });
+                let text = if m.as_str() == "\u{02BC}" {
+                    "'".to_owned()
+                } else {
+                    String::new()
+                };
+                out.push(airlock_wire::Replacement {
+                    start: m.start(),
+                    end: m.end(),
+                    text,
+                });
             }
         }
     }
@@ -128,17 +195,39 @@ pub fn anthropic_stream(text_parts: &[&str], json_parts: &[&str]) -> String {
         s.push_str(&format!("event: {name}\ndata: {data}\n\n"));
     };
     ev("message_start", r#"{"type":"message_start","message":{"id":"msg_01","type":"message","role":"assistant","model":"claude-test","content":[],"stop_reason":null,"usage":{"input_tokens":1200,"cache_read_input_tokens":1000,"output_tokens":1}}}"#.into());
-    ev("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.into());
+    ev(
+        "content_block_start",
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#
+            .into(),
+    );
     ev("ping", r#"{"type": "ping"}"#.into());
     for p in text_parts {
-        ev("content_block_delta", format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":{}}}}}"#, js(p)));
+        ev(
+            "content_block_delta",
+            format!(
+                r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":{}}}}}"#,
+                js(p)
+            ),
+        );
     }
-    ev("content_block_stop", r#"{"type":"content_block_stop","index":0}"#.into());
+    ev(
+        "content_block_stop",
+        r#"{"type":"content_block_stop","index":0}"#.into(),
+    );
     ev("content_block_start", r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01","name":"Bash","input":{}}}"#.into());
     for p in json_parts {
-        ev("content_block_delta", format!(r#"{{"type":"content_block_delta","index":1,"delta":{{"type":"input_json_delta","partial_json":{}}}}}"#, js(p)));
+        ev(
+            "content_block_delta",
+            format!(
+                r#"{{"type":"content_block_delta","index":1,"delta":{{"type":"input_json_delta","partial_json":{}}}}}"#,
+                js(p)
+            ),
+        );
     }
-    ev("content_block_stop", r#"{"type":"content_block_stop","index":1}"#.into());
+    ev(
+        "content_block_stop",
+        r#"{"type":"content_block_stop","index":1}"#.into(),
+    );
     ev("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":57}}"#.into());
     ev("message_stop", r#"{"type":"message_stop"}"#.into());
     s
@@ -149,16 +238,30 @@ pub fn chat_stream(text_parts: &[&str], json_parts: &[&str]) -> String {
     let env = r#""id":"chatcmpl-1","object":"chat.completion.chunk","created":1764000000,"model":"qwen-test""#;
     let mut s = String::new();
     let mut ev = |data: String| s.push_str(&format!("data: {data}\n\n"));
-    ev(format!(r#"{{{env},"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"finish_reason":null}}]}}"#));
+    ev(format!(
+        r#"{{{env},"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"finish_reason":null}}]}}"#
+    ));
     for p in text_parts {
-        ev(format!(r#"{{{env},"choices":[{{"index":0,"delta":{{"content":{}}},"finish_reason":null}}]}}"#, js(p)));
+        ev(format!(
+            r#"{{{env},"choices":[{{"index":0,"delta":{{"content":{}}},"finish_reason":null}}]}}"#,
+            js(p)
+        ));
     }
-    ev(format!(r#"{{{env},"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":0,"id":"call_1","type":"function","function":{{"name":"run_shell_command","arguments":""}}}}]}},"finish_reason":null}}]}}"#));
+    ev(format!(
+        r#"{{{env},"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":0,"id":"call_1","type":"function","function":{{"name":"run_shell_command","arguments":""}}}}]}},"finish_reason":null}}]}}"#
+    ));
     for p in json_parts {
-        ev(format!(r#"{{{env},"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":0,"function":{{"arguments":{}}}}}]}},"finish_reason":null}}]}}"#, js(p)));
+        ev(format!(
+            r#"{{{env},"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":0,"function":{{"arguments":{}}}}}]}},"finish_reason":null}}]}}"#,
+            js(p)
+        ));
     }
-    ev(format!(r#"{{{env},"choices":[{{"index":0,"delta":{{}},"finish_reason":"tool_calls"}}]}}"#));
-    ev(format!(r#"{{{env},"choices":[],"usage":{{"prompt_tokens":900,"completion_tokens":40,"total_tokens":940,"prompt_tokens_details":{{"cached_tokens":512}}}}}}"#));
+    ev(format!(
+        r#"{{{env},"choices":[{{"index":0,"delta":{{}},"finish_reason":"tool_calls"}}]}}"#
+    ));
+    ev(format!(
+        r#"{{{env},"choices":[],"usage":{{"prompt_tokens":900,"completion_tokens":40,"total_tokens":940,"prompt_tokens_details":{{"cached_tokens":512}}}}}}"#
+    ));
     ev("[DONE]".into());
     s
 }
@@ -175,22 +278,63 @@ pub fn responses_stream(text_parts: &[&str], json_parts: &[&str]) -> String {
         let data = format!(r#"{{"type":"{name}",{body},"sequence_number":{seq}}}"#);
         s.push_str(&format!("event: {name}\ndata: {data}\n\n"));
     };
-    ev("response.created", r#""response":{"id":"resp_1","status":"in_progress","output":[]}"#.into());
+    ev(
+        "response.created",
+        r#""response":{"id":"resp_1","status":"in_progress","output":[]}"#.into(),
+    );
     ev("response.output_item.added", r#""output_index":0,"item":{"id":"msg_1","type":"message","role":"assistant","status":"in_progress","content":[]}"#.into());
     for p in text_parts {
-        ev("response.output_text.delta", format!(r#""item_id":"msg_1","output_index":0,"content_index":0,"delta":{},"logprobs":[]"#, js(p)));
+        ev(
+            "response.output_text.delta",
+            format!(
+                r#""item_id":"msg_1","output_index":0,"content_index":0,"delta":{},"logprobs":[]"#,
+                js(p)
+            ),
+        );
     }
-    ev("response.output_text.done", format!(r#""item_id":"msg_1","output_index":0,"content_index":0,"text":{}"#, js(&text)));
-    let msg_item = format!(r#"{{"id":"msg_1","type":"message","role":"assistant","status":"completed","content":[{{"type":"output_text","text":{},"annotations":[]}}]}}"#, js(&text));
-    ev("response.output_item.done", format!(r#""output_index":0,"item":{msg_item}"#));
+    ev(
+        "response.output_text.done",
+        format!(
+            r#""item_id":"msg_1","output_index":0,"content_index":0,"text":{}"#,
+            js(&text)
+        ),
+    );
+    let msg_item = format!(
+        r#"{{"id":"msg_1","type":"message","role":"assistant","status":"completed","content":[{{"type":"output_text","text":{},"annotations":[]}}]}}"#,
+        js(&text)
+    );
+    ev(
+        "response.output_item.done",
+        format!(r#""output_index":0,"item":{msg_item}"#),
+    );
     ev("response.output_item.added", r#""output_index":1,"item":{"id":"fc_1","type":"function_call","call_id":"call_1","name":"shell","arguments":"","status":"in_progress"}"#.into());
     for p in json_parts {
-        ev("response.function_call_arguments.delta", format!(r#""item_id":"fc_1","output_index":1,"delta":{}"#, js(p)));
+        ev(
+            "response.function_call_arguments.delta",
+            format!(r#""item_id":"fc_1","output_index":1,"delta":{}"#, js(p)),
+        );
     }
-    ev("response.function_call_arguments.done", format!(r#""item_id":"fc_1","output_index":1,"arguments":{}"#, js(&args)));
-    let fc_item = format!(r#"{{"id":"fc_1","type":"function_call","call_id":"call_1","name":"shell","arguments":{},"status":"completed"}}"#, js(&args));
-    ev("response.output_item.done", format!(r#""output_index":1,"item":{fc_item}"#));
-    ev("response.completed", format!(r#""response":{{"id":"resp_1","status":"completed","output":[{msg_item},{fc_item}],"usage":{{"input_tokens":800,"output_tokens":30,"input_tokens_details":{{"cached_tokens":700}},"output_tokens_details":{{"reasoning_tokens":5}}}}}}"#));
+    ev(
+        "response.function_call_arguments.done",
+        format!(
+            r#""item_id":"fc_1","output_index":1,"arguments":{}"#,
+            js(&args)
+        ),
+    );
+    let fc_item = format!(
+        r#"{{"id":"fc_1","type":"function_call","call_id":"call_1","name":"shell","arguments":{},"status":"completed"}}"#,
+        js(&args)
+    );
+    ev(
+        "response.output_item.done",
+        format!(r#""output_index":1,"item":{fc_item}"#),
+    );
+    ev(
+        "response.completed",
+        format!(
+            r#""response":{{"id":"resp_1","status":"completed","output":[{msg_item},{fc_item}],"usage":{{"input_tokens":800,"output_tokens":30,"input_tokens_details":{{"cached_tokens":700}},"output_tokens_details":{{"reasoning_tokens":5}}}}}}"#
+        ),
+    );
     s
 }
 
@@ -200,7 +344,10 @@ pub fn responses_stream(text_parts: &[&str], json_parts: &[&str]) -> String {
 pub fn client_view(api: airlock_wire::Api, stream: &[u8]) -> (String, String) {
     use airlock_wire::Api;
     let text_s = std::str::from_utf8(stream).expect("client stream is UTF-8");
-    assert!(text_s.is_empty() || text_s.ends_with("\n\n"), "stream ends with a complete event");
+    assert!(
+        text_s.is_empty() || text_s.ends_with("\n\n"),
+        "stream ends with a complete event"
+    );
     let mut text = String::new();
     let mut args = String::new();
     let mut full_text = None;
@@ -213,11 +360,19 @@ pub fn client_view(api: airlock_wire::Api, stream: &[u8]) -> (String, String) {
             .unwrap_or_else(|err| panic!("event data is not JSON ({err}): {}", e.data));
         match api {
             Api::AnthropicMessages | Api::AnthropicCountTokens => {
-                assert_eq!(e.event.as_deref(), v["type"].as_str(), "event name matches type");
+                assert_eq!(
+                    e.event.as_deref(),
+                    v["type"].as_str(),
+                    "event name matches type"
+                );
                 if v["type"] == "content_block_delta" {
                     match v["delta"]["type"].as_str() {
-                        Some("text_delta") => text.push_str(v["delta"]["text"].as_str().expect("text")),
-                        Some("input_json_delta") => args.push_str(v["delta"]["partial_json"].as_str().expect("pj")),
+                        Some("text_delta") => {
+                            text.push_str(v["delta"]["text"].as_str().expect("text"))
+                        }
+                        Some("input_json_delta") => {
+                            args.push_str(v["delta"]["partial_json"].as_str().expect("pj"))
+                        }
                         _ => {}
                     }
                 }
@@ -237,16 +392,36 @@ pub fn client_view(api: airlock_wire::Api, stream: &[u8]) -> (String, String) {
                 }
             }
             Api::OpenAiResponses => {
-                assert_eq!(e.event.as_deref(), v["type"].as_str(), "event name matches type");
+                assert_eq!(
+                    e.event.as_deref(),
+                    v["type"].as_str(),
+                    "event name matches type"
+                );
                 match v["type"].as_str().unwrap_or("") {
-                    "response.output_text.delta" => text.push_str(v["delta"].as_str().expect("delta")),
-                    "response.function_call_arguments.delta" => args.push_str(v["delta"].as_str().expect("delta")),
-                    "response.output_text.done" => full_text = v["text"].as_str().map(str::to_owned),
-                    "response.function_call_arguments.done" => full_args = v["arguments"].as_str().map(str::to_owned),
+                    "response.output_text.delta" => {
+                        text.push_str(v["delta"].as_str().expect("delta"))
+                    }
+                    "response.function_call_arguments.delta" => {
+                        args.push_str(v["delta"].as_str().expect("delta"))
+                    }
+                    "response.output_text.done" => {
+                        full_text = v["text"].as_str().map(str::to_owned)
+                    }
+                    "response.function_call_arguments.done" => {
+                        full_args = v["arguments"].as_str().map(str::to_owned)
+                    }
                     "response.completed" => {
                         let out = &v["response"]["output"];
-                        assert_eq!(out[0]["content"][0]["text"].as_str(), Some(text.as_str()), "completed text");
-                        assert_eq!(out[1]["arguments"].as_str(), Some(args.as_str()), "completed arguments");
+                        assert_eq!(
+                            out[0]["content"][0]["text"].as_str(),
+                            Some(text.as_str()),
+                            "completed text"
+                        );
+                        assert_eq!(
+                            out[1]["arguments"].as_str(),
+                            Some(args.as_str()),
+                            "completed arguments"
+                        );
                     }
                     _ => {}
                 }
@@ -254,8 +429,16 @@ pub fn client_view(api: airlock_wire::Api, stream: &[u8]) -> (String, String) {
         }
     }
     if api == Api::OpenAiResponses {
-        assert_eq!(full_text.as_deref(), Some(text.as_str()), "output_text.done agrees with deltas");
-        assert_eq!(full_args.as_deref(), Some(args.as_str()), "arguments.done agrees with deltas");
+        assert_eq!(
+            full_text.as_deref(),
+            Some(text.as_str()),
+            "output_text.done agrees with deltas"
+        );
+        assert_eq!(
+            full_args.as_deref(),
+            Some(args.as_str()),
+            "arguments.done agrees with deltas"
+        );
     }
     (text, args)
 }
@@ -269,7 +452,12 @@ pub fn stream_for(api: airlock_wire::Api, text_parts: &[&str], json_parts: &[&st
 }
 
 /// Feed `stream` to a restorer in chunks of `chunk` bytes; return everything it emitted.
-pub fn restore_stream(api: airlock_wire::Api, scope: &airlock_wire::VaultScope, stream: &[u8], chunk: usize) -> Vec<u8> {
+pub fn restore_stream(
+    api: airlock_wire::Api,
+    scope: &airlock_wire::VaultScope,
+    stream: &[u8],
+    chunk: usize,
+) -> Vec<u8> {
     let mut r = airlock_wire::StreamRestorer::new(api, scope.clone());
     let mut out = Vec::new();
     for c in stream.chunks(chunk.max(1)) {

@@ -8,10 +8,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
 use airlock_audit::{
-    AuditFilter, AuditKey, AuditRecord, CheckpointExport, Decision, KEY_FILE, Retention, SqliteStore, VerifyReport,
+    AuditFilter, AuditKey, AuditRecord, CheckpointExport, Decision, KEY_FILE, Retention,
+    SqliteStore, VerifyReport,
 };
+use anyhow::{Context, bail};
 use time::OffsetDateTime;
 
 use crate::{Exit, Global};
@@ -86,7 +87,9 @@ impl FilterArgs {
         }
         let f = AuditFilter::from_query_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())), now)
             .map_err(|e| match e {
-                airlock_audit::AuditError::Filter { key, reason } => anyhow::anyhow!("--{key}: {reason}"),
+                airlock_audit::AuditError::Filter { key, reason } => {
+                    anyhow::anyhow!("--{key}: {reason}")
+                }
                 other => anyhow::Error::new(other),
             })?;
         Ok(f)
@@ -272,8 +275,12 @@ fn write_table(out: &mut dyn Write, recs: &[AuditRecord], color: bool) -> anyhow
         let decision_cell = format!("{decision:<8}");
         let decision_cell = if color {
             match r.decision {
-                Some(Decision::Denied | Decision::Blocked) => format!("\x1b[31m{decision_cell}\x1b[0m"),
-                _ if r.kind == airlock_audit::RecordKind::Overflow => format!("\x1b[33m{decision_cell}\x1b[0m"),
+                Some(Decision::Denied | Decision::Blocked) => {
+                    format!("\x1b[31m{decision_cell}\x1b[0m")
+                }
+                _ if r.kind == airlock_audit::RecordKind::Overflow => {
+                    format!("\x1b[33m{decision_cell}\x1b[0m")
+                }
                 _ => decision_cell,
             }
         } else {
@@ -291,7 +298,10 @@ fn write_table(out: &mut dyn Write, recs: &[AuditRecord], color: bool) -> anyhow
             .latency_total_us
             .map_or("-".into(), |us| format!("{:.1}", us as f64 / 1000.0));
         let findings = if r.kind == airlock_audit::RecordKind::Overflow {
-            format!("{} record(s) lost to a full queue", r.lost_records.unwrap_or(0))
+            format!(
+                "{} record(s) lost to a full queue",
+                r.lost_records.unwrap_or(0)
+            )
         } else if r.findings.is_empty() {
             "-".into()
         } else {
@@ -329,7 +339,8 @@ fn export(a: ExportArgs) -> anyhow::Result<Exit> {
     let (_, store) = open(&a.dir)?;
     let n = match &a.output {
         Some(path) => {
-            let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
             let mut w = std::io::BufWriter::new(f);
             airlock_audit::export_jsonl(&store, &filter, &mut w)
                 .with_context(|| format!("writing {}", path.display()))?
@@ -348,13 +359,17 @@ fn verify(a: VerifyArgs) -> anyhow::Result<Exit> {
     let dir = data_dir(&a.dir);
     let mut keys = Vec::new();
     for k in &a.public_key {
-        keys.push(airlock_audit::signing::parse_public_key(k).map_err(|e| anyhow::anyhow!("--public-key: {e}"))?);
+        keys.push(
+            airlock_audit::signing::parse_public_key(k)
+                .map_err(|e| anyhow::anyhow!("--public-key: {e}"))?,
+        );
     }
     let external = match &a.checkpoints {
         Some(p) => Some(CheckpointExport::read(p).context("reading --checkpoints")?),
         None => None,
     };
-    let report = airlock_audit::verify_dir(&dir, &keys, external).context("verifying the audit log")?;
+    let report =
+        airlock_audit::verify_dir(&dir, &keys, external).context("verifying the audit log")?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match a.format {
@@ -365,7 +380,11 @@ fn verify(a: VerifyArgs) -> anyhow::Result<Exit> {
         ReportFormat::Human => write_report(&mut out, &dir, &report)?,
     }
     out.flush()?;
-    Ok(if report.ok() { Exit::Clean } else { Exit::Findings })
+    Ok(if report.ok() {
+        Exit::Clean
+    } else {
+        Exit::Findings
+    })
 }
 
 fn write_report(out: &mut dyn Write, dir: &Path, r: &VerifyReport) -> anyhow::Result<()> {
@@ -388,7 +407,11 @@ fn write_report(out: &mut dyn Write, dir: &Path, r: &VerifyReport) -> anyhow::Re
     )?;
     match r.first_problem() {
         None => {
-            writeln!(out, "OK: the chain is intact; signed through record {}", r.signed_through)?;
+            writeln!(
+                out,
+                "OK: the chain is intact; signed through record {}",
+                r.signed_through
+            )?;
             if r.unsigned_tail > 0 {
                 writeln!(
                     out,
@@ -406,7 +429,11 @@ fn write_report(out: &mut dyn Write, dir: &Path, r: &VerifyReport) -> anyhow::Re
                 writeln!(out, "  also: {}", p.message)?;
             }
             if r.problem_count > 20 {
-                writeln!(out, "  ... {} problems in all (--format json lists them)", r.problem_count)?;
+                writeln!(
+                    out,
+                    "  ... {} problems in all (--format json lists them)",
+                    r.problem_count
+                )?;
             }
         }
     }
@@ -430,7 +457,8 @@ fn checkpoints(a: CheckpointsArgs) -> anyhow::Result<Exit> {
     let json = serde_json::to_string_pretty(&export)?;
     match &a.export {
         Some(path) => {
-            std::fs::write(path, format!("{json}\n")).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(path, format!("{json}\n"))
+                .with_context(|| format!("writing {}", path.display()))?;
             eprintln!(
                 "exported {} checkpoints and {} anchors to {}",
                 export.checkpoints.len(),

@@ -73,8 +73,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     } else {
         args.airlock_url.clone()
     };
-    let airlock = AirlockAddrs::parse(&airlock_urls)
-        .map_err(|u| anyhow::anyhow!("invalid --airlock-url \"{u}\": expected scheme://host[:port]"))?;
+    let airlock = AirlockAddrs::parse(&airlock_urls).map_err(|u| {
+        anyhow::anyhow!("invalid --airlock-url \"{u}\": expected scheme://host[:port]")
+    })?;
 
     let mut homes = args.home.clone();
     if homes.is_empty()

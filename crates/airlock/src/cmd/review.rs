@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use airlock_review::{Decision, Input, Limits, Options, render};
+use anyhow::Context;
 
 use crate::{Exit, Global};
 
@@ -81,7 +81,8 @@ pub struct Args {
 fn read_rules(p: &Option<PathBuf>) -> anyhow::Result<Option<(String, String)>> {
     match p {
         Some(p) => {
-            let t = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let t =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             Ok(Some((t, p.display().to_string())))
         }
         None => Ok(None),
@@ -137,7 +138,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     let color = args.output.is_none() && global.color_stdout();
     let mut reports = Vec::new();
     for t in &args.targets {
-        let r = airlock_review::review(&Input::parse(t), &opts).with_context(|| format!("reviewing {t}"))?;
+        let r = airlock_review::review(&Input::parse(t), &opts)
+            .with_context(|| format!("reviewing {t}"))?;
         reports.push(r);
     }
     if let Some(b) = &bar {
@@ -150,7 +152,11 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             _ => render::diff_human(&d, color),
         };
         emit(&args, &text)?;
-        return Ok(if d.nothing_added() { Exit::Clean } else { Exit::Findings });
+        return Ok(if d.nothing_added() {
+            Exit::Clean
+        } else {
+            Exit::Findings
+        });
     }
     let r = &reports[0];
     let text = match args.format {
@@ -161,7 +167,11 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     };
     emit(&args, &text)?;
     if args.output.is_some() && !global.quiet {
-        eprintln!("verdict: {} ({} findings)", r.verdict.decision.as_str(), r.findings.len());
+        eprintln!(
+            "verdict: {} ({} findings)",
+            r.verdict.decision.as_str(),
+            r.findings.len()
+        );
     }
     let fail = match args.fail_on {
         FailOn::Review => r.verdict.decision >= Decision::Review,
