@@ -82,7 +82,7 @@ fn sigkill_under_load_loses_no_committed_record() {
             let line = line.unwrap();
             if let Some(seq) = line.strip_prefix("COMMITTED ") {
                 acked.insert(seq.trim().parse::<u64>().unwrap());
-                if acked.len() >= 2000 {
+                if acked.len() >= 1000 {
                     break;
                 }
             }

@@ -16,7 +16,9 @@ fn cpu_ns() -> u64 {
 }
 
 fn collect(dir: &std::path::Path, out: &mut Vec<u8>, limit: usize) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
     v.sort();
     for p in v {
@@ -25,7 +27,9 @@ fn collect(dir: &std::path::Path, out: &mut Vec<u8>, limit: usize) {
         }
         if p.is_dir() {
             collect(&p, out, limit);
-        } else if p.extension().is_some_and(|e| e == "rs" || e == "toml" || e == "md" || e == "c" || e == "js")
+        } else if p
+            .extension()
+            .is_some_and(|e| e == "rs" || e == "toml" || e == "md" || e == "c" || e == "js")
             && let Ok(b) = std::fs::read(&p)
             && b.len() < 2 << 20
             && std::str::from_utf8(&b).is_ok()
@@ -59,12 +63,22 @@ fn main() {
     let c0 = cpu_ns();
     let engine = match std::env::var("ONLY") {
         Ok(o) => {
-            let cats: Vec<airlock_detect::Category> = o.split(',').map(|c| c.parse().expect("category")).collect();
-            Engine::builder().with_builtin().only(&cats).build().expect("rules compile")
+            let cats: Vec<airlock_detect::Category> =
+                o.split(',').map(|c| c.parse().expect("category")).collect();
+            Engine::builder()
+                .with_builtin()
+                .only(&cats)
+                .build()
+                .expect("rules compile")
         }
         Err(_) => Engine::builtin().expect("rules compile"),
     };
-    println!("engine build: wall {:.0} ms, cpu {:.0} ms, {} rules", t.elapsed().as_secs_f64() * 1e3, (cpu_ns() - c0) as f64 / 1e6, engine.rules().len());
+    println!(
+        "engine build: wall {:.0} ms, cpu {:.0} ms, {} rules",
+        t.elapsed().as_secs_f64() * 1e3,
+        (cpu_ns() - c0) as f64 / 1e6,
+        engine.rules().len()
+    );
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !args.is_empty() {
         for a in args {
@@ -73,15 +87,26 @@ fn main() {
         }
         return;
     }
-    let home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
+    let home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
     let mut src = Vec::new();
-    collect(&PathBuf::from(home).join("registry/src"), &mut src, 16 << 20);
+    collect(
+        &PathBuf::from(home).join("registry/src"),
+        &mut src,
+        16 << 20,
+    );
     measure("source code (registry)", &engine, &src);
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/agents");
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/agents"
+    );
     let mut bodies = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if e.path().extension().is_some_and(|x| x == "jsonl") {
-            for line in std::fs::read_to_string(e.path()).unwrap_or_default().lines() {
+            for line in std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+            {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
                     && let Some(b) = v.get("body").and_then(|b| b.as_str())
                     && b.len() > 1000
@@ -93,6 +118,18 @@ fn main() {
         }
     }
     measure("agent prompt JSON", &engine, &bodies);
-    measure("ascii prose", &engine, "The quick brown fox jumps over the lazy dog. ".repeat(1 << 15).as_bytes());
-    measure("cjk text", &engine, "敏捷的棕色狐狸跳过了懒狗。日本語のテキスト。".repeat(1 << 14).as_bytes());
+    measure(
+        "ascii prose",
+        &engine,
+        "The quick brown fox jumps over the lazy dog. "
+            .repeat(1 << 15)
+            .as_bytes(),
+    );
+    measure(
+        "cjk text",
+        &engine,
+        "敏捷的棕色狐狸跳过了懒狗。日本語のテキスト。"
+            .repeat(1 << 14)
+            .as_bytes(),
+    );
 }

@@ -173,17 +173,27 @@ pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<Cover
             continue;
         }
         // Fast path: Han, Kana and Hangul syllables carry nothing and look like no ASCII letter.
-        if matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7A3) {
+        if matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7A3)
+        {
             i = p + clen;
             continue;
         }
         // 5. Letters of another script in a Latin word (analysed once, from a letter that
         // touches a Latin letter).
-        if c.is_alphabetic() && !matches!(c.script(), Script::Latin | Script::Common | Script::Inherited) {
+        if c.is_alphabetic()
+            && !matches!(
+                c.script(),
+                Script::Latin | Script::Common | Script::Inherited
+            )
+        {
             let touches_latin = |o: Option<char>| {
-                o.is_some_and(|o| o.is_ascii_alphabetic() || (o.is_alphabetic() && o.script() == Script::Latin))
+                o.is_some_and(|o| {
+                    o.is_ascii_alphabetic() || (o.is_alphabetic() && o.script() == Script::Latin)
+                })
             };
-            if !touches_latin(text[..p].chars().next_back()) && !touches_latin(text[p + clen..].chars().next()) {
+            if !touches_latin(text[..p].chars().next_back())
+                && !touches_latin(text[p + clen..].chars().next())
+            {
                 i = p + clen;
                 continue;
             }
@@ -285,7 +295,7 @@ fn is_tag(c: char) -> bool {
 /// An emoji subdivision flag: U+1F3F4, tag letters/digits, U+E007F CANCEL TAG.
 fn is_flag_tag_sequence(text: &str, p: usize, q: usize) -> bool {
     let run = &text[p..q];
-    text[..p].chars().next_back() == Some('\u{1F3F4}')
+    text[..p].ends_with('\u{1F3F4}')
         && run.ends_with('\u{E007F}')
         && run.chars().count() <= 8
         && run.chars().take_while(|&c| c != '\u{E007F}').all(|c| {

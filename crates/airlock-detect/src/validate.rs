@@ -132,7 +132,7 @@ pub fn luhn_ok(s: &str) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn card_ok(s: &str) -> bool {

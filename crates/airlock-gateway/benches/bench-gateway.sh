@@ -16,12 +16,14 @@ TTFB_N=${TTFB_N:-300}
 MOCK=127.0.0.1:${MOCK_PORT:-18801}
 GW=127.0.0.1:${GW_PORT:-18800}
 TARGET=${CARGO_TARGET_DIR:-target}
+PROFILE=${PROFILE:-release}   # PROFILE=dev for a quick (unrepresentative) run
+BIN="$TARGET/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")/examples"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-cargo build --release -q -p airlock-gateway --example mock_upstream --example gateway
-"$TARGET/release/examples/mock_upstream" "$MOCK" 2>/dev/null &
-"$TARGET/release/examples/gateway" "$GW" "$WORK/data" "openai=http://$MOCK/v1" 2>/dev/null &
+cargo build --profile "$PROFILE" -q -p airlock-gateway --example mock_upstream --example gateway
+"$BIN/mock_upstream" "$MOCK" 2>/dev/null &
+"$BIN/gateway" "$GW" "$WORK/data" "openai=http://$MOCK/v1" 2>/dev/null &
 GW_PID=$!
 sleep 1
 
@@ -38,6 +40,7 @@ def body(stream):
 open(f"{work}/body.json", "w").write(body(False))
 open(f"{work}/stream.json", "w").write(body(True))
 PY
+echo "# profile: $PROFILE; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "# body: $(wc -c < "$WORK/body.json") bytes, rate $RATE/s, $DURATION s, $CONNS connections"
 

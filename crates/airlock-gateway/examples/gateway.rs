@@ -8,7 +8,9 @@ use airlock_gateway::{ConfigSource, Gateway};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:18800".into());
-    let data_dir = args.next().unwrap_or_else(|| "/tmp/airlock-bench-data".into());
+    let data_dir = args
+        .next()
+        .unwrap_or_else(|| "/tmp/airlock-bench-data".into());
     let source = ConfigSource {
         path: None,
         cli_upstreams: args.collect(),

@@ -18,11 +18,23 @@ data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\"
 data: [DONE]\n\n";
 
 async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let stream = memchr_stream(&body);
-    let (ct, payload) = if stream { ("text/event-stream", SSE) } else { ("application/json", JSON) };
+    let (ct, payload) = if stream {
+        ("text/event-stream", SSE)
+    } else {
+        ("application/json", JSON)
+    };
     let mut r = Response::new(Full::new(Bytes::from_static(payload.as_bytes())));
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(ct),
+    );
     Ok(r)
 }
 
@@ -32,7 +44,9 @@ fn memchr_stream(body: &[u8]) -> bool {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18801".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18801".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("mock upstream on http://{}", listener.local_addr()?);
     loop {

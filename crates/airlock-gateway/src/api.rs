@@ -50,14 +50,24 @@ impl Endpoint {
             "/v1/chat/completions" | "/chat/completions" => Endpoint::OpenAiChat,
             "/v1/responses" | "/responses" => Endpoint::OpenAiResponses,
             "/v1/models" | "/models" => Endpoint::Models,
-            p if p.starts_with("/v1beta/models/") || p.starts_with("/v1/models/") && p.contains(':') => {
+            p if p.starts_with("/v1beta/models/")
+                || p.starts_with("/v1/models/") && p.contains(':') =>
+            {
                 Endpoint::Gemini
             }
             _ => return Err(RouteError::NotFound),
         };
-        let expected = if ep == Endpoint::Models { Method::GET } else { Method::POST };
+        let expected = if ep == Endpoint::Models {
+            Method::GET
+        } else {
+            Method::POST
+        };
         if *method != expected {
-            return Err(RouteError::MethodNotAllowed(if ep == Endpoint::Models { "GET" } else { "POST" }));
+            return Err(RouteError::MethodNotAllowed(if ep == Endpoint::Models {
+                "GET"
+            } else {
+                "POST"
+            }));
         }
         Ok(ep)
     }
@@ -259,29 +269,64 @@ mod tests {
     #[test]
     fn routes_every_api() {
         let post = Method::POST;
-        assert_eq!(Endpoint::route(&post, "/v1/messages"), Ok(Endpoint::AnthropicMessages));
-        assert_eq!(Endpoint::route(&post, "/v1/messages/count_tokens"), Ok(Endpoint::AnthropicCountTokens));
-        assert_eq!(Endpoint::route(&post, "/v1/chat/completions"), Ok(Endpoint::OpenAiChat));
-        assert_eq!(Endpoint::route(&post, "/chat/completions"), Ok(Endpoint::OpenAiChat));
-        assert_eq!(Endpoint::route(&post, "/v1/responses"), Ok(Endpoint::OpenAiResponses));
-        assert_eq!(Endpoint::route(&Method::GET, "/v1/models"), Ok(Endpoint::Models));
         assert_eq!(
-            Endpoint::route(&post, "/v1beta/models/gemini-3.8-flash:streamGenerateContent"),
+            Endpoint::route(&post, "/v1/messages"),
+            Ok(Endpoint::AnthropicMessages)
+        );
+        assert_eq!(
+            Endpoint::route(&post, "/v1/messages/count_tokens"),
+            Ok(Endpoint::AnthropicCountTokens)
+        );
+        assert_eq!(
+            Endpoint::route(&post, "/v1/chat/completions"),
+            Ok(Endpoint::OpenAiChat)
+        );
+        assert_eq!(
+            Endpoint::route(&post, "/chat/completions"),
+            Ok(Endpoint::OpenAiChat)
+        );
+        assert_eq!(
+            Endpoint::route(&post, "/v1/responses"),
+            Ok(Endpoint::OpenAiResponses)
+        );
+        assert_eq!(
+            Endpoint::route(&Method::GET, "/v1/models"),
+            Ok(Endpoint::Models)
+        );
+        assert_eq!(
+            Endpoint::route(
+                &post,
+                "/v1beta/models/gemini-3.8-flash:streamGenerateContent"
+            ),
             Ok(Endpoint::Gemini)
         );
-        assert_eq!(Endpoint::route(&post, "/v1/nope"), Err(RouteError::NotFound));
-        assert_eq!(Endpoint::route(&Method::GET, "/v1/messages"), Err(RouteError::MethodNotAllowed("POST")));
+        assert_eq!(
+            Endpoint::route(&post, "/v1/nope"),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(
+            Endpoint::route(&Method::GET, "/v1/messages"),
+            Err(RouteError::MethodNotAllowed("POST"))
+        );
     }
 
     #[test]
     fn error_shapes() {
-        let a: serde_json::Value =
-            serde_json::from_slice(&error_body(Family::Anthropic, ErrorKind::PolicyDenied, "no")).unwrap();
+        let a: serde_json::Value = serde_json::from_slice(&error_body(
+            Family::Anthropic,
+            ErrorKind::PolicyDenied,
+            "no",
+        ))
+        .unwrap();
         assert_eq!(a["type"], "error");
         assert_eq!(a["error"]["type"], "permission_error");
         assert_eq!(a["error"]["message"], "no");
-        let o: serde_json::Value =
-            serde_json::from_slice(&error_body(Family::OpenAi, ErrorKind::RequestTooLarge, "big")).unwrap();
+        let o: serde_json::Value = serde_json::from_slice(&error_body(
+            Family::OpenAi,
+            ErrorKind::RequestTooLarge,
+            "big",
+        ))
+        .unwrap();
         assert_eq!(o["error"]["type"], "invalid_request_error");
         assert_eq!(o["error"]["code"], "request_too_large");
         assert!(o["error"]["param"].is_null());

@@ -40,12 +40,18 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("key store {path} has schema version {found}; this airlock understands up to {SCHEMA_VERSION}")]
+    #[error(
+        "key store {path} has schema version {found}; this airlock understands up to {SCHEMA_VERSION}"
+    )]
     Schema { path: PathBuf, found: i64 },
     #[error("the operating system's random source failed: {0}")]
     Random(String),
     #[error("invalid {what} {value:?}: {reason}")]
-    InvalidName { what: &'static str, value: String, reason: &'static str },
+    InvalidName {
+        what: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     #[error("no key with id {0:?}")]
     NotFound(String),
 }
@@ -87,11 +93,17 @@ pub struct KeyStore {
 }
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> KeyError + '_ {
-    move |source| KeyError::Db { path: path.to_path_buf(), source }
+    move |source| KeyError::Db {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// SHA-256 of a presented key.
@@ -100,7 +112,13 @@ pub fn hash_key(key: &str) -> [u8; 32] {
 }
 
 fn validate_name(what: &'static str, value: &str) -> Result<(), KeyError> {
-    let bad = |reason| Err(KeyError::InvalidName { what, value: value.chars().take(40).collect(), reason });
+    let bad = |reason| {
+        Err(KeyError::InvalidName {
+            what,
+            value: value.chars().take(40).collect(),
+            reason,
+        })
+    };
     if value.is_empty() {
         return bad("must not be empty");
     }
@@ -143,11 +161,18 @@ impl KeyStore {
         let path = data_dir.join(KEYS_DB_FILE);
         let conn = Connection::open(&path).map_err(db_err(&path))?;
         restrict_file(&path);
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err(&path))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err(&path))?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db_err(&path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_err(&path))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err(&path))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db_err(&path))?;
         if version > SCHEMA_VERSION {
-            return Err(KeyError::Schema { path, found: version });
+            return Err(KeyError::Schema {
+                path,
+                found: version,
+            });
         }
         if version < 1 {
             conn.execute_batch(
@@ -193,7 +218,10 @@ impl KeyStore {
                 params![info.id, hash.as_slice(), info.prefix, info.user, info.team, info.created_at],
             )
             .map_err(db_err(&self.path))?;
-        Ok(NewKey { info, key: Secret::new(key) })
+        Ok(NewKey {
+            info,
+            key: Secret::new(key),
+        })
     }
 
     /// All keys, oldest first.
@@ -214,14 +242,17 @@ impl KeyStore {
                 })
             })
             .map_err(db_err(&self.path))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db_err(&self.path))
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db_err(&self.path))
     }
 
     /// Revokes a key by id. Revoking an already revoked key is not an error.
     pub fn revoke(&self, id: &str) -> Result<KeyInfo, KeyError> {
         let found: Option<Option<i64>> = self
             .conn
-            .query_row("SELECT revoked_at FROM keys WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT revoked_at FROM keys WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(db_err(&self.path))?;
         match found {
@@ -229,7 +260,10 @@ impl KeyStore {
             Some(Some(_)) => {}
             Some(None) => {
                 self.conn
-                    .execute("UPDATE keys SET revoked_at = ?1 WHERE id = ?2", params![now_unix(), id])
+                    .execute(
+                        "UPDATE keys SET revoked_at = ?1 WHERE id = ?2",
+                        params![now_unix(), id],
+                    )
                     .map_err(db_err(&self.path))?;
             }
         }
@@ -248,7 +282,14 @@ impl KeyStore {
         let rows = stmt
             .query_map([], |r| {
                 let hash: Vec<u8> = r.get(0)?;
-                Ok((hash, Principal { key_id: r.get(1)?, user: r.get(2)?, team: r.get(3)? }))
+                Ok((
+                    hash,
+                    Principal {
+                        key_id: r.get(1)?,
+                        user: r.get(2)?,
+                        team: r.get(3)?,
+                    },
+                ))
             })
             .map_err(db_err(&self.path))?;
         let mut by_hash = HashMap::new();
@@ -262,7 +303,10 @@ impl KeyStore {
                 by_hash.insert(h, p);
             }
         }
-        Ok(KeySnapshot { by_hash, issued: usize::try_from(issued).unwrap_or(usize::MAX) })
+        Ok(KeySnapshot {
+            by_hash,
+            issued: usize::try_from(issued).unwrap_or(usize::MAX),
+        })
     }
 }
 
@@ -307,7 +351,10 @@ pub fn create_private_dir(dir: &Path) -> Result<(), KeyError> {
         use std::os::unix::fs::DirBuilderExt;
         b.mode(0o700);
     }
-    b.create(dir).map_err(|source| KeyError::DataDir { path: dir.to_path_buf(), source })
+    b.create(dir).map_err(|source| KeyError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 fn restrict_file(path: &Path) {
@@ -326,7 +373,9 @@ pub fn store_stamp(data_dir: &Path) -> Option<(SystemTime, SystemTime, u64)> {
     let wal = std::fs::metadata(data_dir.join(format!("{KEYS_DB_FILE}-wal"))).ok();
     Some((
         db.modified().ok()?,
-        wal.as_ref().and_then(|m| m.modified().ok()).unwrap_or(UNIX_EPOCH),
+        wal.as_ref()
+            .and_then(|m| m.modified().ok())
+            .unwrap_or(UNIX_EPOCH),
         wal.map(|m| m.len()).unwrap_or(0),
     ))
 }
@@ -359,8 +408,14 @@ mod tests {
         let after = store.snapshot().unwrap();
         assert!(after.lookup(&key).is_none());
         assert_eq!(after.active(), 0);
-        assert!(!after.allows_anonymous(), "revoking the last key must not reopen anonymous mode");
-        assert!(matches!(store.revoke("key_nope"), Err(KeyError::NotFound(_))));
+        assert!(
+            !after.allows_anonymous(),
+            "revoking the last key must not reopen anonymous mode"
+        );
+        assert!(matches!(
+            store.revoke("key_nope"),
+            Err(KeyError::NotFound(_))
+        ));
         drop(store);
         for f in std::fs::read_dir(dir.path()).unwrap() {
             let bytes = std::fs::read(f.unwrap().path()).unwrap();

@@ -35,8 +35,8 @@ pub const UPSTREAM_ERRORS: &str = "airlock_upstream_errors_total";
 pub const MAX_SERIES: usize = 4096;
 const MAX_LABEL_LEN: usize = 64;
 const BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0, 120.0, 300.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -108,7 +108,9 @@ pub struct Metrics {
 fn label(v: &str) -> String {
     let mut s: String = v
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | ':' | '+' | '@'))
+        .filter(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | ':' | '+' | '@')
+        })
         .take(MAX_LABEL_LEN)
         .collect();
     if s.is_empty() {
@@ -144,13 +146,20 @@ impl Metrics {
         }
         *g.requests.entry(key).or_insert(0) += 1;
         // `tool` is bounded: it is a catalogue id or "unknown".
-        g.duration.entry((r.api, tool.clone())).or_default().observe(r.duration.as_secs_f64());
+        g.duration
+            .entry((r.api, tool.clone()))
+            .or_default()
+            .observe(r.duration.as_secs_f64());
         *g.bytes_in.entry((r.api, tool.clone())).or_insert(0) += r.bytes_in;
         *g.bytes_out.entry((r.api, tool)).or_insert(0) += r.bytes_out;
     }
 
     pub fn observe_overhead(&self, api: &'static str, d: Duration) {
-        self.lock().overhead.entry(api).or_default().observe(d.as_secs_f64());
+        self.lock()
+            .overhead
+            .entry(api)
+            .or_default()
+            .observe(d.as_secs_f64());
     }
 
     pub fn observe_first_byte(&self, upstream: &str, d: Duration) {
@@ -158,14 +167,19 @@ impl Metrics {
         if let Some(h) = g.first_byte.get_mut(upstream) {
             h.observe(d.as_secs_f64());
         } else if g.first_byte.len() < MAX_SERIES {
-            g.first_byte.entry(label(upstream)).or_default().observe(d.as_secs_f64());
+            g.first_byte
+                .entry(label(upstream))
+                .or_default()
+                .observe(d.as_secs_f64());
         }
     }
 
     pub fn upstream_error(&self, upstream: &str, reason: &'static str) {
         let mut g = self.lock();
         if g.upstream_errors.len() < MAX_SERIES {
-            *g.upstream_errors.entry((label(upstream), reason)).or_insert(0) += 1;
+            *g.upstream_errors
+                .entry((label(upstream), reason))
+                .or_insert(0) += 1;
         }
     }
 
@@ -189,7 +203,12 @@ impl Metrics {
     pub fn render(&self) -> String {
         let g = self.lock();
         let mut out = String::with_capacity(8192);
-        header(&mut out, REQUESTS_TOTAL, "counter", "Requests by API, tool, tool version, model, decision and status.");
+        header(
+            &mut out,
+            REQUESTS_TOTAL,
+            "counter",
+            "Requests by API, tool, tool version, model, decision and status.",
+        );
         let mut reqs: Vec<_> = g.requests.iter().collect();
         reqs.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
         for (k, v) in reqs {
@@ -199,38 +218,104 @@ impl Metrics {
                 k.api, k.tool, k.version, k.model, k.decision, k.status
             );
         }
-        header(&mut out, REQUEST_DURATION, "histogram", "Request duration from first byte read to last byte written.");
+        header(
+            &mut out,
+            REQUEST_DURATION,
+            "histogram",
+            "Request duration from first byte read to last byte written.",
+        );
         for ((api, tool), h) in sorted(&g.duration) {
-            hist(&mut out, REQUEST_DURATION, &format!("api=\"{api}\",tool=\"{tool}\""), h);
+            hist(
+                &mut out,
+                REQUEST_DURATION,
+                &format!("api=\"{api}\",tool=\"{tool}\""),
+                h,
+            );
         }
-        header(&mut out, GATEWAY_OVERHEAD, "histogram", "Time spent in Airlock before forwarding (after the body is read).");
+        header(
+            &mut out,
+            GATEWAY_OVERHEAD,
+            "histogram",
+            "Time spent in Airlock before forwarding (after the body is read).",
+        );
         for (api, h) in sorted(&g.overhead) {
             hist(&mut out, GATEWAY_OVERHEAD, &format!("api=\"{api}\""), h);
         }
-        header(&mut out, UPSTREAM_FIRST_BYTE, "histogram", "Time from forwarding to upstream response headers.");
+        header(
+            &mut out,
+            UPSTREAM_FIRST_BYTE,
+            "histogram",
+            "Time from forwarding to upstream response headers.",
+        );
         for (up, h) in sorted(&g.first_byte) {
-            hist(&mut out, UPSTREAM_FIRST_BYTE, &format!("upstream=\"{up}\""), h);
+            hist(
+                &mut out,
+                UPSTREAM_FIRST_BYTE,
+                &format!("upstream=\"{up}\""),
+                h,
+            );
         }
-        header(&mut out, BYTES_IN, "counter", "Request body bytes received from agents.");
+        header(
+            &mut out,
+            BYTES_IN,
+            "counter",
+            "Request body bytes received from agents.",
+        );
         for ((api, tool), v) in sorted(&g.bytes_in) {
             let _ = writeln!(out, "{BYTES_IN}{{api=\"{api}\",tool=\"{tool}\"}} {v}");
         }
-        header(&mut out, BYTES_OUT, "counter", "Response body bytes sent to agents.");
+        header(
+            &mut out,
+            BYTES_OUT,
+            "counter",
+            "Response body bytes sent to agents.",
+        );
         for ((api, tool), v) in sorted(&g.bytes_out) {
             let _ = writeln!(out, "{BYTES_OUT}{{api=\"{api}\",tool=\"{tool}\"}} {v}");
         }
-        header(&mut out, UPSTREAM_ERRORS, "counter", "Upstream attempts that failed before a response.");
+        header(
+            &mut out,
+            UPSTREAM_ERRORS,
+            "counter",
+            "Upstream attempts that failed before a response.",
+        );
         for ((up, reason), v) in sorted(&g.upstream_errors) {
-            let _ = writeln!(out, "{UPSTREAM_ERRORS}{{upstream=\"{up}\",reason=\"{reason}\"}} {v}");
+            let _ = writeln!(
+                out,
+                "{UPSTREAM_ERRORS}{{upstream=\"{up}\",reason=\"{reason}\"}} {v}"
+            );
         }
-        header(&mut out, CONFIG_RELOADS, "counter", "Configuration reloads by result.");
+        header(
+            &mut out,
+            CONFIG_RELOADS,
+            "counter",
+            "Configuration reloads by result.",
+        );
         for (result, v) in sorted(&g.reloads) {
             let _ = writeln!(out, "{CONFIG_RELOADS}{{result=\"{result}\"}} {v}");
         }
-        header(&mut out, CONNECTIONS_OPEN, "gauge", "Open client connections.");
-        let _ = writeln!(out, "{CONNECTIONS_OPEN} {}", self.connections_open.load(Ordering::Relaxed));
-        header(&mut out, CONNECTIONS_REFUSED, "counter", "Connections refused at the max_connections limit.");
-        let _ = writeln!(out, "{CONNECTIONS_REFUSED} {}", self.connections_refused.load(Ordering::Relaxed));
+        header(
+            &mut out,
+            CONNECTIONS_OPEN,
+            "gauge",
+            "Open client connections.",
+        );
+        let _ = writeln!(
+            out,
+            "{CONNECTIONS_OPEN} {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            CONNECTIONS_REFUSED,
+            "counter",
+            "Connections refused at the max_connections limit.",
+        );
+        let _ = writeln!(
+            out,
+            "{CONNECTIONS_REFUSED} {}",
+            self.connections_refused.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -282,8 +367,12 @@ mod tests {
         assert!(text.contains(
             "airlock_requests_total{api=\"openai_chat\",tool=\"qwen-code\",version=\"0.24.4\",model=\"gptevil1\",decision=\"allow\",status=\"200\"} 1"
         ));
-        assert!(text.contains("airlock_gateway_overhead_seconds_bucket{api=\"openai_chat\",le=\"0.00025\"} 1"));
-        assert!(text.contains("airlock_request_bytes_total{api=\"openai_chat\",tool=\"qwen-code\"} 10"));
+        assert!(text.contains(
+            "airlock_gateway_overhead_seconds_bucket{api=\"openai_chat\",le=\"0.00025\"} 1"
+        ));
+        assert!(
+            text.contains("airlock_request_bytes_total{api=\"openai_chat\",tool=\"qwen-code\"} 10")
+        );
         assert!(!text.contains("evil 1"));
     }
 

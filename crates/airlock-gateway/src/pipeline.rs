@@ -49,7 +49,10 @@ pub struct Reject {
 
 impl Reject {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Reject { kind, message: message.into() }
+        Reject {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -165,20 +168,33 @@ impl Drop for Exchange {
 }
 
 fn full(body: impl Into<Bytes>) -> GatewayBody {
-    Full::new(body.into()).map_err(|never| match never {}).boxed()
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
-fn plain(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<GatewayBody> {
+fn plain(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<GatewayBody> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
 fn error_response(family: Family, reject: &Reject) -> Response<GatewayBody> {
-    let mut r = plain(reject.kind.status(), "application/json", api::error_body(family, reject.kind, &reject.message));
-    r.headers_mut()
-        .insert(ERROR_SOURCE_HEADER, HeaderValue::from_static(reject.kind.cause().as_str()));
+    let mut r = plain(
+        reject.kind.status(),
+        "application/json",
+        api::error_body(family, reject.kind, &reject.message),
+    );
+    r.headers_mut().insert(
+        ERROR_SOURCE_HEADER,
+        HeaderValue::from_static(reject.kind.cause().as_str()),
+    );
     r
 }
 
@@ -190,13 +206,22 @@ fn with_request_id(mut r: Response<GatewayBody>, id: &str) -> Response<GatewayBo
 }
 
 /// Entry point for every request on every connection.
-pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Result<Response<GatewayBody>, Infallible> {
+pub async fn handle(
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<GatewayBody>, Infallible> {
     let started = Instant::now();
     let id = gw.next_request_id();
     let path = req.uri().path();
     // Admin endpoints first: they are not model APIs and never reach an upstream.
     match (req.method(), path) {
-        (&Method::GET, "/healthz") => return Ok(with_request_id(plain(StatusCode::OK, "text/plain", "ok\n"), &id)),
+        (&Method::GET, "/healthz") => {
+            return Ok(with_request_id(
+                plain(StatusCode::OK, "text/plain", "ok\n"),
+                &id,
+            ));
+        }
         (&Method::GET, "/readyz") => {
             let r = if gw.is_ready() {
                 plain(StatusCode::OK, "text/plain", "ready\n")
@@ -207,7 +232,11 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         }
         (&Method::GET, "/metrics") => {
             let r = match gw.admin_allowed(req.headers()) {
-                Ok(()) => plain(StatusCode::OK, "text/plain; version=0.0.4", gw.metrics().render()),
+                Ok(()) => plain(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    gw.metrics().render(),
+                ),
                 Err(msg) => plain(StatusCode::UNAUTHORIZED, "text/plain", msg),
             };
             return Ok(with_request_id(r, &id));
@@ -239,7 +268,12 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
 }
 
 /// Stages 1–8. Errors come back as a [`Reject`] for the caller's API shape.
-async fn process(gw: &Arc<Gateway>, rt: &Arc<Runtime>, req: Request<Incoming>, ex: &mut Exchange) -> Result<Response<GatewayBody>, Reject> {
+async fn process(
+    gw: &Arc<Gateway>,
+    rt: &Arc<Runtime>,
+    req: Request<Incoming>,
+    ex: &mut Exchange,
+) -> Result<Response<GatewayBody>, Reject> {
     // 1. route
     let endpoint = Endpoint::route(req.method(), req.uri().path()).map_err(|e| match e {
         RouteError::NotFound => Reject::new(
@@ -285,8 +319,12 @@ async fn process(gw: &Arc<Gateway>, rt: &Arc<Runtime>, req: Request<Incoming>, e
         _ => probe.model,
     };
     // Caller-supplied: printable and bounded before it reaches logs and metrics.
-    ex.model = model.as_deref().map(|m| truncate(m, 128)).unwrap_or_default();
-    ex.stream = probe.stream.unwrap_or(false) || parts.uri.path().ends_with(":streamGenerateContent");
+    ex.model = model
+        .as_deref()
+        .map(|m| truncate(m, 128))
+        .unwrap_or_default();
+    ex.stream =
+        probe.stream.unwrap_or(false) || parts.uri.path().ends_with(":streamGenerateContent");
 
     // 3. authenticate
     let principal = authenticate(gw, &parts.headers)?;
@@ -343,7 +381,10 @@ async fn process(gw: &Arc<Gateway>, rt: &Arc<Runtime>, req: Request<Incoming>, e
         e => e.upstream_path(),
     };
     let uri = upstream.uri(path, parts.uri.query()).map_err(|e| {
-        Reject::new(ErrorKind::InvalidRequest, format!("cannot build the upstream URL from this request: {e}"))
+        Reject::new(
+            ErrorKind::InvalidRequest,
+            format!("cannot build the upstream URL from this request: {e}"),
+        )
     })?;
     gw.metrics().observe_overhead(ex.api, t_overhead.elapsed());
     let t_sent = Instant::now();
@@ -357,7 +398,10 @@ async fn process(gw: &Arc<Gateway>, rt: &Arc<Runtime>, req: Request<Incoming>, e
     strip_hop_by_hop(&mut rparts.headers);
     ex.status = rparts.status.as_u16();
     let idle = upstream.idle_timeout;
-    let exchange = std::mem::replace(ex, Exchange::new(gw.clone(), ex.id.clone(), ex.peer, ex.started));
+    let exchange = std::mem::replace(
+        ex,
+        Exchange::new(gw.clone(), ex.id.clone(), ex.peer, ex.started),
+    );
     // The placeholder left in `ex` must not be recorded: only the relay records from now on.
     ex.recorded = true;
     let relay = Relay::new(incoming, idle, exchange, transform);
@@ -366,7 +410,11 @@ async fn process(gw: &Arc<Gateway>, rt: &Arc<Runtime>, req: Request<Incoming>, e
 
 fn truncate(s: &str, max: usize) -> String {
     let t: String = s.chars().filter(|c| !c.is_control()).take(max).collect();
-    if s.chars().count() > max { format!("{t}…") } else { t }
+    if s.chars().count() > max {
+        format!("{t}…")
+    } else {
+        t
+    }
 }
 
 fn set_principal(ex: &mut Exchange, p: Option<&Principal>) {
@@ -379,7 +427,11 @@ fn set_principal(ex: &mut Exchange, p: Option<&Principal>) {
 
 fn set_identity(ex: &mut Exchange, id: &Identity) {
     ex.tool = id.agent_id().to_string();
-    ex.version = id.version.as_deref().map(|v| truncate(v, 64)).unwrap_or_default();
+    ex.version = id
+        .version
+        .as_deref()
+        .map(|v| truncate(v, 64))
+        .unwrap_or_default();
     ex.signal = id.signal.clone();
 }
 
@@ -388,7 +440,9 @@ async fn read_body(rt: &Runtime, headers: &HeaderMap, body: Incoming) -> Result<
     let too_large = || {
         Reject::new(
             ErrorKind::RequestTooLarge,
-            format!("Request body is larger than this Airlock's limit of {max} bytes (server.max_body_bytes)"),
+            format!(
+                "Request body is larger than this Airlock's limit of {max} bytes (server.max_body_bytes)"
+            ),
         )
     };
     if let Some(len) = headers
@@ -403,16 +457,29 @@ async fn read_body(rt: &Runtime, headers: &HeaderMap, body: Incoming) -> Result<
     match tokio::time::timeout(rt.limits.body_timeout, limited.collect()).await {
         Err(_) => Err(Reject::new(
             ErrorKind::RequestTimeout,
-            format!("Request body was not received within {} s", rt.limits.body_timeout.as_secs()),
+            format!(
+                "Request body was not received within {} s",
+                rt.limits.body_timeout.as_secs()
+            ),
         )),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(e)) => Err(Reject::new(ErrorKind::InvalidRequest, format!("Could not read the request body: {e}"))),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Ok(Err(e)) => Err(Reject::new(
+            ErrorKind::InvalidRequest,
+            format!("Could not read the request body: {e}"),
+        )),
         Ok(Ok(c)) => Ok(c.to_bytes()),
     }
 }
 
 fn check_json_content_type(headers: &HeaderMap) -> Result<(), Reject> {
-    let ct = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)"));
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
     let ok = ct.is_some_and(|v| {
         let media = v.split(';').next().unwrap_or("").trim();
         media.eq_ignore_ascii_case("application/json")
@@ -424,7 +491,8 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), Reject> {
             ErrorKind::UnsupportedMediaType,
             format!(
                 "Request body must be JSON with Content-Type: application/json (got {})",
-                ct.map(|c| format!("{:?}", truncate(c, 60))).unwrap_or_else(|| "none".into())
+                ct.map(|c| format!("{:?}", truncate(c, 60)))
+                    .unwrap_or_else(|| "none".into())
             ),
         ))
     }
@@ -442,7 +510,11 @@ struct Probe {
 
 fn probe_body(body: &[u8]) -> Result<Probe, Reject> {
     serde_json::from_slice::<Probe>(body).map_err(|e| {
-        let what = if e.is_syntax() || e.is_eof() { "Request body is not valid JSON" } else { "Request body is not a valid API request" };
+        let what = if e.is_syntax() || e.is_eof() {
+            "Request body is not valid JSON"
+        } else {
+            "Request body is not a valid API request"
+        };
         // serde_json's messages name the line and column, never the content.
         Reject::new(ErrorKind::InvalidRequest, format!("{what}: {e}"))
     })
@@ -460,13 +532,19 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim());
     }
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let v = v.trim();
         if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
             return Some(v[7..].trim());
         }
     }
-    headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get("x-goog-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Stage 3: `Ok(None)` = anonymous mode, `Ok(Some)` = a valid Airlock key.
@@ -482,7 +560,10 @@ fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Option<Principal>, 
             "This Airlock needs an Airlock API key (x-api-key or Authorization: Bearer); ask your administrator for one (`airlock keys create`)",
         )),
         Some(k) => keys.lookup(k).cloned().map(Some).ok_or_else(|| {
-            Reject::new(ErrorKind::Authentication, "Invalid or revoked Airlock API key")
+            Reject::new(
+                ErrorKind::Authentication,
+                "Invalid or revoked Airlock API key",
+            )
         }),
     }
 }
@@ -493,7 +574,11 @@ fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Option<Principal>, 
 /// Unicode normalisation (`airlock-wire`, issue 4) plug in here: return the rewritten body and
 /// a [`StreamTransform`] that restores placeholders in the response.
 #[allow(clippy::unnecessary_wraps)]
-fn inspect(_rt: &Runtime, _ex: &mut Exchange, body: Bytes) -> Result<(Bytes, Option<Box<dyn StreamTransform>>), Reject> {
+fn inspect(
+    _rt: &Runtime,
+    _ex: &mut Exchange,
+    body: Bytes,
+) -> Result<(Bytes, Option<Box<dyn StreamTransform>>), Reject> {
     Ok((body, None))
 }
 
@@ -529,7 +614,10 @@ fn upstream_headers(incoming: &HeaderMap, up: &Upstream, keyed: bool) -> Result<
             let mut v = HeaderValue::from_str(&value).map_err(|_| {
                 Reject::new(
                     ErrorKind::Internal,
-                    format!("Upstream {:?} credential contains characters not allowed in a header", up.name),
+                    format!(
+                        "Upstream {:?} credential contains characters not allowed in a header",
+                        up.name
+                    ),
                 )
             })?;
             v.set_sensitive(true);
@@ -541,7 +629,13 @@ fn upstream_headers(incoming: &HeaderMap, up: &Upstream, keyed: bool) -> Result<
 
 /// Stage 7: send, retrying connection failures (nothing reached the upstream, nothing reached
 /// the agent). Timeouts and other errors are not retried: the upstream may have started work.
-async fn forward(gw: &Gateway, up: &Upstream, uri: http::Uri, headers: HeaderMap, body: Bytes) -> Result<Response<Incoming>, Reject> {
+async fn forward(
+    gw: &Gateway,
+    up: &Upstream,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response<Incoming>, Reject> {
     let host = up.authority.as_str();
     let mut attempt = 0u32;
     loop {
@@ -560,21 +654,34 @@ async fn forward(gw: &Gateway, up: &Upstream, uri: http::Uri, headers: HeaderMap
                 }
                 return Err(Reject::new(
                     ErrorKind::UpstreamUnavailable,
-                    format!("Airlock could not connect to upstream {:?} ({host}) after {} attempt(s): {}", up.name, attempt + 1, error_chain(&e)),
+                    format!(
+                        "Airlock could not connect to upstream {:?} ({host}) after {} attempt(s): {}",
+                        up.name,
+                        attempt + 1,
+                        error_chain(&e)
+                    ),
                 ));
             }
             Ok(Err(e)) => {
                 gw.metrics().upstream_error(&up.name, "protocol");
                 return Err(Reject::new(
                     ErrorKind::UpstreamUnavailable,
-                    format!("Upstream {:?} ({host}) failed to answer with a valid HTTP response: {}", up.name, error_chain(&e)),
+                    format!(
+                        "Upstream {:?} ({host}) failed to answer with a valid HTTP response: {}",
+                        up.name,
+                        error_chain(&e)
+                    ),
                 ));
             }
             Err(_) => {
                 gw.metrics().upstream_error(&up.name, "first_byte_timeout");
                 return Err(Reject::new(
                     ErrorKind::UpstreamTimeout,
-                    format!("Upstream {:?} ({host}) sent no response within {} ms", up.name, up.first_byte_timeout.as_millis()),
+                    format!(
+                        "Upstream {:?} ({host}) sent no response within {} ms",
+                        up.name,
+                        up.first_byte_timeout.as_millis()
+                    ),
                 ));
             }
         }
@@ -598,7 +705,10 @@ mod tests {
 
     #[test]
     fn gemini_model_from_path() {
-        assert_eq!(gemini_model("/v1beta/models/gemini-3.8-flash:streamGenerateContent"), Some("gemini-3.8-flash"));
+        assert_eq!(
+            gemini_model("/v1beta/models/gemini-3.8-flash:streamGenerateContent"),
+            Some("gemini-3.8-flash")
+        );
         assert_eq!(gemini_model("/v1beta/models/:x"), None);
     }
 

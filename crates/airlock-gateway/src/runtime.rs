@@ -23,7 +23,11 @@ pub enum RuntimeError {
     #[error("{origin}: server.listen: {value:?} is not an address:port")]
     Listen { origin: String, value: String },
     #[error("upstream {name:?}: base_url {url:?}: {reason}")]
-    BaseUrl { name: String, url: String, reason: String },
+    BaseUrl {
+        name: String,
+        url: String,
+        reason: String,
+    },
     #[error("upstream {name:?}: credential environment variable {var} is not set or empty")]
     CredentialEnv { name: String, var: String },
     #[error("upstream {name:?}: cannot read credential file {path}: {source}")]
@@ -57,7 +61,8 @@ impl ConfigSource {
     pub fn load(&self) -> Result<Config, RuntimeError> {
         let mut cfg = Config::load_or_default(self.path.as_deref())?;
         for spec in &self.cli_upstreams {
-            cfg.apply_cli_upstream(spec).map_err(airlock_policy::PolicyError::from)?;
+            cfg.apply_cli_upstream(spec)
+                .map_err(airlock_policy::PolicyError::from)?;
         }
         if let Some(l) = &self.listen {
             cfg.server.listen = l.clone();
@@ -107,7 +112,10 @@ impl std::fmt::Debug for Upstream {
         f.debug_struct("Upstream")
             .field("name", &self.name)
             .field("api", &self.api)
-            .field("base", &format_args!("{}://{}{}", self.scheme, self.authority, self.base_path))
+            .field(
+                "base",
+                &format_args!("{}://{}{}", self.scheme, self.authority, self.base_path),
+            )
             .field("credential", &self.credential)
             .field("passthrough", &self.passthrough)
             .finish()
@@ -117,7 +125,9 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// The full upstream URI for an API path (e.g. `/chat/completions`) and the caller's query.
     pub fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
-        let mut pq = String::with_capacity(self.base_path.len() + path.len() + 1 + query.map_or(0, str::len));
+        let mut pq = String::with_capacity(
+            self.base_path.len() + path.len() + 1 + query.map_or(0, str::len),
+        );
         pq.push_str(&self.base_path);
         pq.push_str(path);
         if let Some(q) = query {
@@ -162,18 +172,25 @@ fn read_credential(u: &UpstreamConfig) -> Result<Option<Secret>, RuntimeError> {
     if let Some(var) = &u.credential.env {
         return match std::env::var(var) {
             Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
-            _ => Err(RuntimeError::CredentialEnv { name: u.name.clone(), var: var.clone() }),
+            _ => Err(RuntimeError::CredentialEnv {
+                name: u.name.clone(),
+                var: var.clone(),
+            }),
         };
     }
     if let Some(path) = &u.credential.file {
-        let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::CredentialFile {
-            name: u.name.clone(),
-            path: path.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| RuntimeError::CredentialFile {
+                name: u.name.clone(),
+                path: path.clone(),
+                source,
+            })?;
         let v = text.trim();
         if v.is_empty() {
-            return Err(RuntimeError::CredentialEmpty { name: u.name.clone(), path: path.clone() });
+            return Err(RuntimeError::CredentialEmpty {
+                name: u.name.clone(),
+                path: path.clone(),
+            });
         }
         return Ok(Some(Secret::new(v)));
     }
@@ -181,19 +198,32 @@ fn read_credential(u: &UpstreamConfig) -> Result<Option<Secret>, RuntimeError> {
 }
 
 fn build_upstream(u: &UpstreamConfig) -> Result<Upstream, RuntimeError> {
-    let bad = |reason: &str| RuntimeError::BaseUrl { name: u.name.clone(), url: u.base_url.clone(), reason: reason.into() };
+    let bad = |reason: &str| RuntimeError::BaseUrl {
+        name: u.name.clone(),
+        url: u.base_url.clone(),
+        reason: reason.into(),
+    };
     let uri: Uri = u.base_url.parse().map_err(|_| bad("not a valid URL"))?;
-    let scheme = uri.scheme().cloned().ok_or_else(|| bad("missing http:// or https://"))?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or_else(|| bad("missing http:// or https://"))?;
     if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
         return Err(bad("only http:// and https:// are supported"));
     }
-    let authority = uri.authority().cloned().ok_or_else(|| bad("missing host"))?;
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| bad("missing host"))?;
     if uri.query().is_some() {
         return Err(bad("must not contain a query string"));
     }
     let base_path = uri.path().trim_end_matches('/').to_string();
     let connect_timeout = Duration::from_millis(u.connect_timeout_ms.max(1));
-    let client = build_client(connect_timeout).map_err(|reason| RuntimeError::Tls { name: u.name.clone(), reason })?;
+    let client = build_client(connect_timeout).map_err(|reason| RuntimeError::Tls {
+        name: u.name.clone(),
+        reason,
+    })?;
     Ok(Upstream {
         name: u.name.clone(),
         api: u.api,
@@ -240,7 +270,10 @@ fn render_models(cfg: &Config) -> (Bytes, Bytes) {
     let last = cfg.models.last().map(|m| m.id.clone());
     (
         Bytes::from(json!({ "object": "list", "data": openai }).to_string()),
-        Bytes::from(json!({ "data": anthropic, "has_more": false, "first_id": first, "last_id": last }).to_string()),
+        Bytes::from(
+            json!({ "data": anthropic, "has_more": false, "first_id": first, "last_id": last })
+                .to_string(),
+        ),
     )
 }
 
@@ -248,11 +281,18 @@ impl Runtime {
     /// Builds a runtime from a validated configuration.
     pub fn build(config: Config) -> Result<Runtime, RuntimeError> {
         let policy = Policy::from_config(&config)?;
-        let listen = config.server.listen_addr().ok_or_else(|| RuntimeError::Listen {
-            origin: config.origin.clone(),
-            value: config.server.listen.clone(),
-        })?;
-        let upstreams = config.upstreams.iter().map(build_upstream).collect::<Result<Vec<_>, _>>()?;
+        let listen = config
+            .server
+            .listen_addr()
+            .ok_or_else(|| RuntimeError::Listen {
+                origin: config.origin.clone(),
+                value: config.server.listen.clone(),
+            })?;
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(build_upstream)
+            .collect::<Result<Vec<_>, _>>()?;
         let admin_token = config
             .server
             .admin_token_env
@@ -285,7 +325,9 @@ impl Runtime {
 
     /// The first upstream speaking `api` whose model patterns match `model`.
     pub fn upstream_for(&self, api: UpstreamApi, model: Option<&str>) -> Option<&Upstream> {
-        self.upstreams.iter().find(|u| u.api == api && u.config.serves(model))
+        self.upstreams
+            .iter()
+            .find(|u| u.api == api && u.config.serves(model))
     }
 
     /// The data directory (key store, audit log).

@@ -65,7 +65,9 @@ pub struct Gateway {
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("listen", &self.listen).finish_non_exhaustive()
+        f.debug_struct("Gateway")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,12 +133,17 @@ impl Gateway {
         }
         let rt = self.runtime();
         let Some(token) = &rt.admin_token else {
-            return Err("admin endpoints are disabled: set the admin token (server.admin_token_env, default AIRLOCK_ADMIN_TOKEN)\n");
+            return Err(
+                "admin endpoints are disabled: set the admin token (server.admin_token_env, default AIRLOCK_ADMIN_TOKEN)\n",
+            );
         };
         let presented = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .unwrap_or("");
         if token.constant_time_eq(presented.trim().as_bytes()) {
             Ok(())
@@ -149,7 +156,10 @@ impl Gateway {
     pub async fn bind(&self) -> Result<TcpListener, GatewayError> {
         TcpListener::bind(self.listen)
             .await
-            .map_err(|source| GatewayError::Bind { addr: self.listen, source })
+            .map_err(|source| GatewayError::Bind {
+                addr: self.listen,
+                source,
+            })
     }
 
     /// Re-reads the configuration; on error the old one stays in force.
@@ -187,9 +197,17 @@ impl Gateway {
     /// Serves connections on `listener` until `shutdown` completes, then waits up to
     /// [`SHUTDOWN_GRACE`] for in-flight requests. Watches the config file and key store, and
     /// reloads on SIGHUP.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
-        let local = listener.local_addr().map_err(|source| GatewayError::Bind { addr: self.listen, source })?;
-        self.loopback.store(local.ip().is_loopback(), Ordering::Relaxed);
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), GatewayError> {
+        let local = listener.local_addr().map_err(|source| GatewayError::Bind {
+            addr: self.listen,
+            source,
+        })?;
+        self.loopback
+            .store(local.ip().is_loopback(), Ordering::Relaxed);
         let limits = self.runtime().limits;
         let conns = Arc::new(Semaphore::new(limits.max_connections));
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -230,7 +248,9 @@ impl Gateway {
             let _ = stream.set_nodelay(true);
             let gw = self.clone();
             let service = service_fn(move |req| handle(gw.clone(), peer, req));
-            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
             let conn = graceful.watch(conn);
             let gw = self.clone();
             gw.metrics.connection_opened();
@@ -246,7 +266,10 @@ impl Gateway {
         watcher.abort();
         drop(listener);
         tracing::info!("shutting down: waiting for in-flight requests");
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("in-flight requests did not finish within the grace period");
         }
         Ok(())

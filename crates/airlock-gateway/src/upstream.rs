@@ -136,7 +136,12 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(inner: Incoming, idle: Duration, exchange: Exchange, transform: Option<Box<dyn StreamTransform>>) -> Self {
+    pub fn new(
+        inner: Incoming,
+        idle: Duration,
+        exchange: Exchange,
+        transform: Option<Box<dyn StreamTransform>>,
+    ) -> Self {
         Relay {
             inner,
             idle,
@@ -167,7 +172,11 @@ impl Drop for Relay {
         if !self.done {
             // An empty body may be complete without ever being polled.
             let complete = self.transform.is_none() && self.inner.is_end_stream();
-            self.end(if complete { Outcome::Complete } else { Outcome::ClientClosed });
+            self.end(if complete {
+                Outcome::Complete
+            } else {
+                Outcome::ClientClosed
+            });
         }
     }
 }
@@ -176,7 +185,10 @@ impl Body for Relay {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         if this.done {
             return Poll::Ready(None);
@@ -226,7 +238,11 @@ impl Body for Relay {
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.transform.is_some() { SizeHint::default() } else { self.inner.size_hint() }
+        if self.transform.is_some() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
     }
 }
 

@@ -12,7 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const CLAUDE_UA: &str = "claude-cli/2.1.332 (external, cli)";
 
 fn anthropic_body(stream: bool) -> String {
-    format!(r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"stream":{stream},"messages":[{{"role":"user","content":"say hello"}}]}}"#)
+    format!(
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"stream":{stream},"messages":[{{"role":"user","content":"say hello"}}]}}"#
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -24,46 +26,105 @@ async fn every_api_streaming_and_not() {
     let mock = Mock::start().await;
     let gw = start_gateway(&base_config(mock.addr, "")).await;
     let cases: &[(&str, &str, String, &str)] = &[
-        ("/v1/messages?beta=true", "/v1/messages?beta=true", anthropic_body(false), "anthropic_messages"),
-        ("/v1/messages", "/v1/messages", anthropic_body(true), "anthropic_messages"),
+        (
+            "/v1/messages?beta=true",
+            "/v1/messages?beta=true",
+            anthropic_body(false),
+            "anthropic_messages",
+        ),
+        (
+            "/v1/messages",
+            "/v1/messages",
+            anthropic_body(true),
+            "anthropic_messages",
+        ),
         (
             "/v1/messages/count_tokens",
             "/v1/messages/count_tokens",
             r#"{"model":"claude-sonnet-4-5","messages":[]}"#.to_string(),
             "anthropic_count_tokens",
         ),
-        ("/v1/chat/completions", "/v1/chat/completions", r#"{"model":"gpt-5","messages":[]}"#.to_string(), "openai_chat"),
+        (
+            "/v1/chat/completions",
+            "/v1/chat/completions",
+            r#"{"model":"gpt-5","messages":[]}"#.to_string(),
+            "openai_chat",
+        ),
         (
             "/v1/chat/completions",
             "/v1/chat/completions",
             r#"{"model":"gpt-5","stream":true,"messages":[]}"#.to_string(),
             "openai_chat",
         ),
-        ("/v1/responses", "/v1/responses", r#"{"model":"gpt-5","input":"hi"}"#.to_string(), "openai_responses"),
-        ("/v1/responses", "/v1/responses", r#"{"model":"gpt-5","stream":true,"input":"hi"}"#.to_string(), "openai_responses"),
-        ("/chat/completions", "/v1/chat/completions", r#"{"model":"gpt-5","messages":[]}"#.to_string(), "openai_chat"),
+        (
+            "/v1/responses",
+            "/v1/responses",
+            r#"{"model":"gpt-5","input":"hi"}"#.to_string(),
+            "openai_responses",
+        ),
+        (
+            "/v1/responses",
+            "/v1/responses",
+            r#"{"model":"gpt-5","stream":true,"input":"hi"}"#.to_string(),
+            "openai_responses",
+        ),
+        (
+            "/chat/completions",
+            "/v1/chat/completions",
+            r#"{"model":"gpt-5","messages":[]}"#.to_string(),
+            "openai_chat",
+        ),
     ];
     for (path, upstream_path, body, _api) in cases {
-        let (status, headers, resp) =
-            send(gw.addr, "POST", path, &[JSON, ("x-api-key", "sk-ant-caller"), ("user-agent", CLAUDE_UA)], body.clone())
-                .await;
+        let (status, headers, resp) = send(
+            gw.addr,
+            "POST",
+            path,
+            &[
+                JSON,
+                ("x-api-key", "sk-ant-caller"),
+                ("user-agent", CLAUDE_UA),
+            ],
+            body.clone(),
+        )
+        .await;
         assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&resp));
         let seen = mock.last();
         assert_eq!(seen.path_and_query, *upstream_path);
-        assert_eq!(seen.body, Bytes::from(body.clone()), "{path}: body must arrive byte for byte");
-        assert_eq!(seen.headers["x-api-key"], "sk-ant-caller", "anonymous mode passes the caller's key");
+        assert_eq!(
+            seen.body,
+            Bytes::from(body.clone()),
+            "{path}: body must arrive byte for byte"
+        );
+        assert_eq!(
+            seen.headers["x-api-key"], "sk-ant-caller",
+            "anonymous mode passes the caller's key"
+        );
         assert!(headers.contains_key("x-airlock-request-id"));
         if body.contains("\"stream\":true") {
             assert_eq!(headers["content-type"], "text/event-stream");
             assert!(String::from_utf8_lossy(&resp).contains("message_stop"));
         } else {
             assert_eq!(headers["x-upstream-marker"], "json");
-            assert_eq!(headers["request-id"], "req_upstream_1", "upstream response headers pass through");
+            assert_eq!(
+                headers["request-id"], "req_upstream_1",
+                "upstream response headers pass through"
+            );
         }
     }
     let m = metrics(gw.addr).await;
-    for api in ["anthropic_messages", "anthropic_count_tokens", "openai_chat", "openai_responses"] {
-        assert!(m.contains(&format!("airlock_requests_total{{api=\"{api}\",tool=\"claude-code\",version=\"2.1.332\"")), "{api} in\n{m}");
+    for api in [
+        "anthropic_messages",
+        "anthropic_count_tokens",
+        "openai_chat",
+        "openai_responses",
+    ] {
+        assert!(
+            m.contains(&format!(
+                "airlock_requests_total{{api=\"{api}\",tool=\"claude-code\",version=\"2.1.332\""
+            )),
+            "{api} in\n{m}"
+        );
     }
 }
 
@@ -77,26 +138,48 @@ async fn models_answered_from_config_in_both_shapes() {
     assert_eq!(v["object"], "list");
     assert_eq!(v["data"][1]["id"], "gpt-5");
     assert_eq!(v["data"][1]["owned_by"], "openai");
-    let (status, _, body) = send(gw.addr, "GET", "/v1/models", &[("anthropic-version", "2023-06-01")], Bytes::new()).await;
+    let (status, _, body) = send(
+        gw.addr,
+        "GET",
+        "/v1/models",
+        &[("anthropic-version", "2023-06-01")],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(status, 200);
     let v = json(&body);
     assert_eq!(v["data"][0]["type"], "model");
     assert_eq!(v["data"][0]["id"], "claude-sonnet-4-5");
     assert_eq!(v["has_more"], false);
-    assert!(mock.seen().is_empty(), "models are answered without the upstream");
+    assert!(
+        mock.seen().is_empty(),
+        "models are answered without the upstream"
+    );
 }
 
 #[tokio::test]
 async fn upstream_status_and_error_body_reach_the_agent_unchanged() {
     let mock = Mock::start().await;
     let gw = start_gateway(&base_config(mock.addr, "")).await;
-    let (status, headers, body) =
-        send(gw.addr, "POST", "/v1/messages", &[JSON, ("x-mock", "status-429")], anthropic_body(false)).await;
+    let (status, headers, body) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON, ("x-mock", "status-429")],
+        anthropic_body(false),
+    )
+    .await;
     assert_eq!(status, 429);
     assert_eq!(headers["retry-after"], "7");
     assert_eq!(headers["anthropic-ratelimit-requests-remaining"], "0");
-    assert!(!headers.contains_key("x-airlock-error-source"), "not Airlock's error");
-    assert_eq!(&body[..], br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#);
+    assert!(
+        !headers.contains_key("x-airlock-error-source"),
+        "not Airlock's error"
+    );
+    assert_eq!(
+        &body[..],
+        br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -108,10 +191,30 @@ async fn replayed_captures_arrive_byte_identical_and_are_identified() {
     let mock = Mock::start().await;
     let gw = start_gateway(&base_config(mock.addr, "")).await;
     let files = [
-        ("claude-code-2.1.332.jsonl", "claude-code", "2.1.332", "anthropic_messages"),
-        ("codex-0.169.0.jsonl", "codex", "0.169.0", "openai_responses"),
-        ("qwen-code-0.24.4.jsonl", "qwen-code", "0.24.4", "openai_chat"),
-        ("opencode-1.18.33.jsonl", "opencode", "1.18.33", "openai_chat"),
+        (
+            "claude-code-2.1.332.jsonl",
+            "claude-code",
+            "2.1.332",
+            "anthropic_messages",
+        ),
+        (
+            "codex-0.169.0.jsonl",
+            "codex",
+            "0.169.0",
+            "openai_responses",
+        ),
+        (
+            "qwen-code-0.24.4.jsonl",
+            "qwen-code",
+            "0.24.4",
+            "openai_chat",
+        ),
+        (
+            "opencode-1.18.33.jsonl",
+            "opencode",
+            "1.18.33",
+            "openai_chat",
+        ),
         ("gemini-cli-0.61.0.jsonl", "gemini-cli", "0.61.0", "gemini"),
     ];
     let client = client();
@@ -124,23 +227,49 @@ async fn replayed_captures_arrive_byte_identical_and_are_identified() {
             let resp = client.request(captured_request(&c, gw.addr)).await.unwrap();
             let status = resp.status();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(status, 200, "{file} {}: {}", c.target, String::from_utf8_lossy(&body));
+            assert_eq!(
+                status,
+                200,
+                "{file} {}: {}",
+                c.target,
+                String::from_utf8_lossy(&body)
+            );
             let seen = mock.seen();
-            assert_eq!(seen.len(), before + 1, "{file}: exactly one upstream request");
+            assert_eq!(
+                seen.len(),
+                before + 1,
+                "{file}: exactly one upstream request"
+            );
             let up = seen.last().unwrap();
-            assert_eq!(up.body, Bytes::from(c.body.clone()), "{file} {}: body byte-identical", c.target);
+            assert_eq!(
+                up.body,
+                Bytes::from(c.body.clone()),
+                "{file} {}: body byte-identical",
+                c.target
+            );
             let expected_path = c.target.clone();
-            assert_eq!(up.path_and_query, expected_path, "{file}: path and query kept");
+            assert_eq!(
+                up.path_and_query, expected_path,
+                "{file}: path and query kept"
+            );
             for (name, value) in c.headers.iter().filter(|(n, _)| !is_hop_header(n)) {
                 let got: Vec<_> = up.headers.get_all(name.as_str()).iter().collect();
                 assert_eq!(got.len(), 1, "{file}: header {name} arrives once");
-                assert_eq!(got[0].as_bytes(), value.as_bytes(), "{file}: header {name} verbatim");
+                assert_eq!(
+                    got[0].as_bytes(),
+                    value.as_bytes(),
+                    "{file}: header {name} verbatim"
+                );
             }
             replayed += 1;
         }
         let m = metrics(gw.addr).await;
-        let series = format!("airlock_requests_total{{api=\"{api}\",tool=\"{tool}\",version=\"{version}\"");
-        assert!(m.contains(&series), "{file}: identified as {tool} {version}; metrics:\n{m}");
+        let series =
+            format!("airlock_requests_total{{api=\"{api}\",tool=\"{tool}\",version=\"{version}\"");
+        assert!(
+            m.contains(&series),
+            "{file}: identified as {tool} {version}; metrics:\n{m}"
+        );
     }
     assert_eq!(replayed, 8);
 }
@@ -155,7 +284,10 @@ async fn gemini_without_upstream_gets_google_shaped_404() {
     );
     let gw = start_gateway(&cfg).await;
     let c = captured("gemini-cli-0.61.0.jsonl").remove(0);
-    let resp = client().request(captured_request(&c, gw.addr)).await.unwrap();
+    let resp = client()
+        .request(captured_request(&c, gw.addr))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     let v = json(&body);
@@ -164,7 +296,10 @@ async fn gemini_without_upstream_gets_google_shaped_404() {
     assert!(v["error"]["message"].as_str().unwrap().contains("Gemini"));
     assert!(mock.seen().is_empty());
     let m = metrics(gw.addr).await;
-    assert!(m.contains("tool=\"gemini-cli\",version=\"0.61.0\""), "identified even when not forwarded");
+    assert!(
+        m.contains("tool=\"gemini-cli\",version=\"0.61.0\""),
+        "identified even when not forwarded"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,27 +320,46 @@ async fn streamed_events_arrive_one_by_one() {
         .unwrap();
     let client = client();
     let resp_fut = tokio::spawn(async move { client.request(req).await.unwrap() });
-    let tx = tokio::time::timeout(Duration::from_secs(5), feed).await.unwrap().unwrap();
+    let tx = tokio::time::timeout(Duration::from_secs(5), feed)
+        .await
+        .unwrap()
+        .unwrap();
     // The response head only comes once the upstream answered; the first event follows.
-    tx.send(Bytes::from_static(b"event: message_start\ndata: {\"n\":1}\n\n")).await.unwrap();
+    tx.send(Bytes::from_static(
+        b"event: message_start\ndata: {\"n\":1}\n\n",
+    ))
+    .await
+    .unwrap();
     let resp = resp_fut.await.unwrap();
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
     for n in 1..=5u32 {
         if n > 1 {
-            tx.send(Bytes::from(format!("event: content_block_delta\ndata: {{\"n\":{n}}}\n\n"))).await.unwrap();
+            tx.send(Bytes::from(format!(
+                "event: content_block_delta\ndata: {{\"n\":{n}}}\n\n"
+            )))
+            .await
+            .unwrap();
         }
         // The mock has sent exactly event n and waits: the client must see it now, not at the end.
         let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
             .await
-            .unwrap_or_else(|_| panic!("event {n} did not arrive while the upstream stream was still open"))
+            .unwrap_or_else(|_| {
+                panic!("event {n} did not arrive while the upstream stream was still open")
+            })
             .unwrap()
             .unwrap();
         let data = frame.into_data().unwrap();
-        assert!(String::from_utf8_lossy(&data).contains(&format!("{{\"n\":{n}}}")), "event {n}");
+        assert!(
+            String::from_utf8_lossy(&data).contains(&format!("{{\"n\":{n}}}")),
+            "event {n}"
+        );
     }
     drop(tx);
-    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect()).await.unwrap().unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(rest.to_bytes().is_empty());
 }
 
@@ -219,15 +373,24 @@ async fn client_disconnect_cancels_upstream() {
         .uri(format!("http://{}/v1/chat/completions", gw.addr))
         .header("content-type", "application/json")
         .header("x-mock", "channel")
-        .body(http_body_util::Full::new(Bytes::from(r#"{"model":"gpt-5","stream":true,"messages":[]}"#)))
+        .body(http_body_util::Full::new(Bytes::from(
+            r#"{"model":"gpt-5","stream":true,"messages":[]}"#,
+        )))
         .unwrap();
     let client = client();
     let resp_fut = tokio::spawn(async move { client.request(req).await.unwrap() });
-    let tx = tokio::time::timeout(Duration::from_secs(5), feed).await.unwrap().unwrap();
-    tx.send(Bytes::from_static(b"data: {\"n\":1}\n\n")).await.unwrap();
+    let tx = tokio::time::timeout(Duration::from_secs(5), feed)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.send(Bytes::from_static(b"data: {\"n\":1}\n\n"))
+        .await
+        .unwrap();
     let resp = resp_fut.await.unwrap();
     let mut body = resp.into_body();
-    let _ = tokio::time::timeout(Duration::from_secs(5), body.frame()).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .unwrap();
     // The agent hangs up mid-stream.
     drop(body);
     // The upstream side sees its response body dropped (the connection closed) promptly.
@@ -235,7 +398,14 @@ async fn client_disconnect_cancels_upstream() {
         .await
         .expect("upstream request cancelled after the client went away");
     // And the gateway keeps serving.
-    let (status, _, _) = send(gw.addr, "POST", "/v1/messages", &[JSON], anthropic_body(false)).await;
+    let (status, _, _) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON],
+        anthropic_body(false),
+    )
+    .await;
     assert_eq!(status, 200);
     let m = metrics(gw.addr).await;
     assert!(m.contains("api=\"openai_chat\""), "{m}");
@@ -265,7 +435,10 @@ async fn advisory_version_denied_in_anthropic_shape() {
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("2.1.150"), "{msg}");
     assert!(msg.contains("2.1.198"), "names the fixed version: {msg}");
-    assert!(mock.seen().is_empty(), "a denied request never reaches the upstream");
+    assert!(
+        mock.seen().is_empty(),
+        "a denied request never reaches the upstream"
+    );
     // The fixed version passes.
     let (status, _, _) = send(
         gw.addr,
@@ -320,22 +493,37 @@ async fn denied_model_tool_and_unknown_in_openai_shape() {
     assert_eq!(v["error"]["code"], "policy_denied");
     assert!(v["error"]["param"].is_null());
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("retired model") && msg.contains("gpt-5"), "{msg}");
+    assert!(
+        msg.contains("retired model") && msg.contains("gpt-5"),
+        "{msg}"
+    );
     // Tool version rule, Responses API.
     let (status, _, body) = send(
         gw.addr,
         "POST",
         "/v1/responses",
-        &[JSON, ("user-agent", "codex_cli_rs/0.50.0 (Mac OS 15; arm64)")],
+        &[
+            JSON,
+            ("user-agent", "codex_cli_rs/0.50.0 (Mac OS 15; arm64)"),
+        ],
         r#"{"model":"gpt-5","input":"hi"}"#,
     )
     .await;
     assert_eq!(status, 403);
-    let msg = json(&body)["error"]["message"].as_str().unwrap().to_string();
+    let msg = json(&body)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(msg.contains("too old") && msg.contains("0.169.0"), "{msg}");
     // Unknown tool follows the default (deny here).
-    let (status, _, body) =
-        send(gw.addr, "POST", "/v1/messages", &[JSON, ("user-agent", "curl/8.0")], anthropic_body(false)).await;
+    let (status, _, body) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON, ("user-agent", "curl/8.0")],
+        anthropic_body(false),
+    )
+    .await;
     assert_eq!(status, 403);
     assert_eq!(json(&body)["error"]["type"], "permission_error");
     // Allowed: a current codex.
@@ -343,7 +531,10 @@ async fn denied_model_tool_and_unknown_in_openai_shape() {
         gw.addr,
         "POST",
         "/v1/responses",
-        &[JSON, ("user-agent", "codex_cli_rs/0.169.0 (Mac OS 15; arm64)")],
+        &[
+            JSON,
+            ("user-agent", "codex_cli_rs/0.169.0 (Mac OS 15; arm64)"),
+        ],
         r#"{"model":"gpt-5","input":"hi"}"#,
     )
     .await;
@@ -355,8 +546,14 @@ async fn denied_model_tool_and_unknown_in_openai_shape() {
 async fn unknown_tools_allowed_by_default() {
     let mock = Mock::start().await;
     let gw = start_gateway(&base_config(mock.addr, "")).await;
-    let (status, _, _) =
-        send(gw.addr, "POST", "/v1/messages", &[JSON, ("user-agent", "curl/8.0")], anthropic_body(false)).await;
+    let (status, _, _) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON, ("user-agent", "curl/8.0")],
+        anthropic_body(false),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(metrics(gw.addr).await.contains("tool=\"unknown\""));
 }
@@ -370,20 +567,51 @@ async fn bad_input_gets_clear_errors_and_server_keeps_serving() {
     let mock = Mock::start().await;
     let gw = start_gateway(&base_config(mock.addr, "")).await;
     // Malformed JSON, Anthropic shape.
-    let (s, h, b) = send(gw.addr, "POST", "/v1/messages", &[JSON], r#"{"model": "x", "messages": [ "#).await;
+    let (s, h, b) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON],
+        r#"{"model": "x", "messages": [ "#,
+    )
+    .await;
     assert_eq!(s, 400);
     assert_eq!(h["x-airlock-error-source"], "client");
     let v = json(&b);
     assert_eq!(v["error"]["type"], "invalid_request_error");
-    assert!(v["error"]["message"].as_str().unwrap().contains("not valid JSON"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
     // Wrong types, OpenAI shape.
-    let (s, _, b) = send(gw.addr, "POST", "/v1/chat/completions", &[JSON], r#"{"model": 5}"#).await;
+    let (s, _, b) = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON],
+        r#"{"model": 5}"#,
+    )
+    .await;
     assert_eq!(s, 400);
     assert_eq!(json(&b)["error"]["code"], "invalid_request");
     // Wrong content type.
-    let (s, _, b) = send(gw.addr, "POST", "/v1/responses", &[("content-type", "text/plain")], "hello").await;
+    let (s, _, b) = send(
+        gw.addr,
+        "POST",
+        "/v1/responses",
+        &[("content-type", "text/plain")],
+        "hello",
+    )
+    .await;
     assert_eq!(s, 415);
-    assert!(json(&b)["error"]["message"].as_str().unwrap().contains("text/plain"));
+    assert!(
+        json(&b)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("text/plain")
+    );
     // Oversized (limit is 1 MiB in the test config), with and without Content-Length.
     let big = format!(r#"{{"model":"gpt-5","input":"{}"}}"#, "a".repeat(1_100_000));
     let (s, _, b) = send(gw.addr, "POST", "/v1/responses", &[JSON], big.clone()).await;
@@ -401,7 +629,14 @@ async fn bad_input_gets_clear_errors_and_server_keeps_serving() {
     assert_eq!(json(&b)["type"], "error");
     // Nothing reached the upstream, and the server still serves.
     assert!(mock.seen().is_empty());
-    let (s, _, _) = send(gw.addr, "POST", "/v1/messages", &[JSON], anthropic_body(false)).await;
+    let (s, _, _) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON],
+        anthropic_body(false),
+    )
+    .await;
     assert_eq!(s, 200);
 }
 
@@ -420,7 +655,9 @@ async fn upstream_down_slow_and_garbage() {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n\x00\x01garbage\r\n\r\n").await;
+                let _ = s
+                    .write_all(b"SSH-2.0-OpenSSH_9.6\r\n\x00\x01garbage\r\n\r\n")
+                    .await;
             });
         }
     });
@@ -452,28 +689,61 @@ first_byte_timeout_ms = 300
         mock.addr
     );
     let gw = start_gateway(&cfg).await;
-    let (s, h, b) = send(gw.addr, "POST", "/v1/messages", &[JSON], anthropic_body(false)).await;
+    let (s, h, b) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON],
+        anthropic_body(false),
+    )
+    .await;
     assert_eq!(s, 502);
     assert_eq!(h["x-airlock-error-source"], "upstream");
     let v = json(&b);
     assert_eq!(v["error"]["type"], "api_error");
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("could not connect") && msg.contains("2 attempt"), "{msg}");
+    assert!(
+        msg.contains("could not connect") && msg.contains("2 attempt"),
+        "{msg}"
+    );
 
-    let (s, h, b) =
-        send(gw.addr, "POST", "/v1/chat/completions", &[JSON], r#"{"model":"garbage-1","messages":[]}"#).await;
+    let (s, h, b) = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON],
+        r#"{"model":"garbage-1","messages":[]}"#,
+    )
+    .await;
     assert_eq!(s, 502);
     assert_eq!(h["x-airlock-error-source"], "upstream");
     assert_eq!(json(&b)["error"]["code"], "upstream_unavailable");
 
-    let (s, _, b) = send(gw.addr, "POST", "/v1/chat/completions", &[JSON, ("x-mock", "slow")], r#"{"model":"gpt-5"}"#).await;
+    let (s, _, b) = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, ("x-mock", "slow")],
+        r#"{"model":"gpt-5"}"#,
+    )
+    .await;
     assert_eq!(s, 504);
     assert_eq!(json(&b)["error"]["code"], "upstream_timeout");
 
-    let (s, _, _) = send(gw.addr, "POST", "/v1/chat/completions", &[JSON], r#"{"model":"gpt-5"}"#).await;
+    let (s, _, _) = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON],
+        r#"{"model":"gpt-5"}"#,
+    )
+    .await;
     assert_eq!(s, 200, "still serving");
     let m = metrics(gw.addr).await;
-    assert!(m.contains("airlock_upstream_errors_total{upstream=\"anthropic\",reason=\"connect\"} 2"), "{m}");
+    assert!(
+        m.contains("airlock_upstream_errors_total{upstream=\"anthropic\",reason=\"connect\"} 2"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -491,11 +761,21 @@ async fn idle_upstream_mid_stream_is_cut() {
         .unwrap();
     let c = client();
     let resp_fut = tokio::spawn(async move { c.request(req).await.unwrap() });
-    let tx = tokio::time::timeout(Duration::from_secs(5), feed).await.unwrap().unwrap();
-    tx.send(Bytes::from_static(b"event: ping\ndata: {}\n\n")).await.unwrap();
+    let tx = tokio::time::timeout(Duration::from_secs(5), feed)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.send(Bytes::from_static(b"event: ping\ndata: {}\n\n"))
+        .await
+        .unwrap();
     let resp = resp_fut.await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect()).await.unwrap();
-    assert!(r.is_err(), "the stream is aborted, not ended cleanly, when the upstream goes quiet");
+    let r = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
+        .await
+        .unwrap();
+    assert!(
+        r.is_err(),
+        "the stream is aborted, not ended cleanly, when the upstream goes quiet"
+    );
     drop(tx);
 }
 
@@ -510,31 +790,55 @@ async fn oversized_headers_and_slow_clients_are_cut_off() {
     // 40 KiB of headers against a 16 KiB limit.
     let big = "x".repeat(40 * 1024);
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(format!("POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(
+        format!("POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await.unwrap();
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"), "{}", String::from_utf8_lossy(&out));
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     // A client that never finishes its request head is disconnected after header_timeout_ms.
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    s.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
     let mut out = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     assert!(r.is_ok(), "slow client was not disconnected");
-    let (status, _, _) = send(gw.addr, "POST", "/v1/messages", &[JSON], anthropic_body(false)).await;
+    let (status, _, _) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON],
+        anthropic_body(false),
+    )
+    .await;
     assert_eq!(status, 200);
 }
 
 #[tokio::test]
 async fn connection_limit_answers_503() {
     let mock = Mock::start().await;
-    let cfg = base_config(mock.addr, "").replace("max_body_bytes = 1048576", "max_body_bytes = 1048576\nmax_connections = 2");
+    let cfg = base_config(mock.addr, "").replace(
+        "max_body_bytes = 1048576",
+        "max_body_bytes = 1048576\nmax_connections = 2",
+    );
     let gw = start_gateway(&cfg).await;
     let _a = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let _b = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut c = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out))
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 503"), "{text}");
     assert!(text.contains("max_connections"));
@@ -565,28 +869,69 @@ async fn keyed_mode_replaces_the_credential_and_revocation_applies_live() {
     })
     .await;
     // No key: 401 in Anthropic shape.
-    let (s, _, b) = send(gw.addr, "POST", "/v1/messages", &[JSON, ("x-api-key", "sk-ant-vendor")], anthropic_body(false)).await;
+    let (s, _, b) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON, ("x-api-key", "sk-ant-vendor")],
+        anthropic_body(false),
+    )
+    .await;
     assert_eq!(s, 401);
     assert_eq!(json(&b)["error"]["type"], "authentication_error");
     // Airlock key in x-api-key: forwarded with the upstream's credential instead.
-    let (s, _, b) = send(gw.addr, "POST", "/v1/messages", &[JSON, ("x-api-key", key.as_str())], anthropic_body(false)).await;
+    let (s, _, b) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON, ("x-api-key", key.as_str())],
+        anthropic_body(false),
+    )
+    .await;
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
     let seen = mock.last();
     assert_eq!(seen.headers["x-api-key"], "sk-ant-upstream-secret");
-    assert!(!seen.headers.iter().any(|(_, v)| v.as_bytes() == key.as_bytes()), "the Airlock key never leaves");
+    assert!(
+        !seen
+            .headers
+            .iter()
+            .any(|(_, v)| v.as_bytes() == key.as_bytes()),
+        "the Airlock key never leaves"
+    );
     // Authorization: Bearer works too; OpenAI upstream has no credential configured → clear 500.
     let bearer = format!("Bearer {key}");
-    let (s, h, b) =
-        send(gw.addr, "POST", "/v1/chat/completions", &[JSON, ("authorization", bearer.as_str())], r#"{"model":"gpt-5"}"#).await;
+    let (s, h, b) = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, ("authorization", bearer.as_str())],
+        r#"{"model":"gpt-5"}"#,
+    )
+    .await;
     assert_eq!(s, 500);
     assert_eq!(h["x-airlock-error-source"], "airlock");
-    assert!(json(&b)["error"]["message"].as_str().unwrap().contains("no credential configured"));
+    assert!(
+        json(&b)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no credential configured")
+    );
     // Revoke while running: refused within the reload poll.
-    airlock_gateway::KeyStore::open(&gw.dir.path().join("data")).unwrap().revoke(&key_id).unwrap();
+    airlock_gateway::KeyStore::open(&gw.dir.path().join("data"))
+        .unwrap()
+        .revoke(&key_id)
+        .unwrap();
     let mut refused = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let (s, _, _) = send(gw.addr, "POST", "/v1/messages", &[JSON, ("x-api-key", key.as_str())], anthropic_body(false)).await;
+        let (s, _, _) = send(
+            gw.addr,
+            "POST",
+            "/v1/messages",
+            &[JSON, ("x-api-key", key.as_str())],
+            anthropic_body(false),
+        )
+        .await;
         if s == 401 {
             refused = true;
             break;
@@ -600,14 +945,21 @@ async fn anonymous_mode_is_refused_off_loopback() {
     let mock = Mock::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg_path = dir.path().join("airlock.toml");
-    std::fs::write(&cfg_path, base_config(mock.addr, "").replace("127.0.0.1:0", "0.0.0.0:0")).unwrap();
+    std::fs::write(
+        &cfg_path,
+        base_config(mock.addr, "").replace("127.0.0.1:0", "0.0.0.0:0"),
+    )
+    .unwrap();
     let err = airlock_gateway::Gateway::new(airlock_gateway::ConfigSource {
         path: Some(cfg_path),
         data_dir: Some(dir.path().join("data")),
         ..Default::default()
     })
     .unwrap_err();
-    assert!(matches!(err, airlock_gateway::GatewayError::AnonymousNonLoopback(_)), "{err}");
+    assert!(
+        matches!(err, airlock_gateway::GatewayError::AnonymousNonLoopback(_)),
+        "{err}"
+    );
     assert!(err.to_string().contains("airlock keys create"));
 }
 
@@ -619,7 +971,15 @@ async fn anonymous_mode_is_refused_off_loopback() {
 async fn config_file_change_reloads_and_invalid_config_is_rejected() {
     let mock = Mock::start().await;
     let gw = start_gateway(&base_config(mock.addr, "")).await;
-    let req = || send(gw.addr, "POST", "/v1/chat/completions", &[JSON], r#"{"model":"gpt-4o","messages":[]}"#);
+    let req = || {
+        send(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[JSON],
+            r#"{"model":"gpt-4o","messages":[]}"#,
+        )
+    };
     assert_eq!(req().await.0, 200);
     // Keep a connection open across the reload: it must keep working.
     std::fs::write(&gw.config_path, base_config(mock.addr, RULES)).unwrap();
@@ -637,7 +997,10 @@ async fn config_file_change_reloads_and_invalid_config_is_rejected() {
     let mut rejected = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if metrics(gw.addr).await.contains("airlock_config_reloads_total{result=\"rejected\"} 1") {
+        if metrics(gw.addr)
+            .await
+            .contains("airlock_config_reloads_total{result=\"rejected\"} 1")
+        {
             rejected = true;
             break;
         }
@@ -652,9 +1015,22 @@ async fn config_file_change_reloads_and_invalid_config_is_rejected() {
 async fn health_ready_and_metrics() {
     let mock = Mock::start().await;
     let gw = start_gateway(&base_config(mock.addr, "")).await;
-    assert_eq!(send(gw.addr, "GET", "/healthz", &[], Bytes::new()).await.0, 200);
-    assert_eq!(send(gw.addr, "GET", "/readyz", &[], Bytes::new()).await.0, 200);
-    send(gw.addr, "POST", "/v1/messages", &[JSON, ("user-agent", CLAUDE_UA)], anthropic_body(false)).await;
+    assert_eq!(
+        send(gw.addr, "GET", "/healthz", &[], Bytes::new()).await.0,
+        200
+    );
+    assert_eq!(
+        send(gw.addr, "GET", "/readyz", &[], Bytes::new()).await.0,
+        200
+    );
+    send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON, ("user-agent", CLAUDE_UA)],
+        anthropic_body(false),
+    )
+    .await;
     let m = metrics(gw.addr).await;
     for name in [
         "airlock_requests_total",

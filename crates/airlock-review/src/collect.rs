@@ -323,10 +323,9 @@ impl Collector {
                         .as_str()
                         .trim_matches(|c| c == '[' || c == ']')
                         .to_ascii_lowercase();
-                    if h.contains('.') || h.contains(':') || h == "localhost" {
-                        if !out.contains(&h) {
-                            out.push(h);
-                        }
+                    if (h.contains('.') || h.contains(':') || h == "localhost") && !out.contains(&h)
+                    {
+                        out.push(h);
                     }
                 }
             }
@@ -437,6 +436,16 @@ impl Collector {
                 continue;
             }
             let ev = self.evidence(ctx, start, end);
+            let mut h = h;
+            // Written as visible escapes (`\u200B`) in the source: only a run of them (data
+            // smuggling) or tag characters stay serious; a lone escape is usually a table entry.
+            let invisible = value
+                .chars()
+                .filter(|c| crate::lookalike::canonical(*c).is_none())
+                .count();
+            if covert_only && invisible < 4 && !h.rule_id.contains("tag") {
+                h.severity = h.severity.min(Severity::Low);
+            }
             self.engine_finding(&h, ev, true);
         }
     }
@@ -480,20 +489,21 @@ impl Collector {
         if v.len() < 24 || v.len() > (1 << 20) {
             return;
         }
-        let (bytes, method) = if v.len() % 2 == 0 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
-            (hex::decode(v).ok(), "hex literal")
-        } else if v
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
-            && v.bytes()
-                .any(|b| b.is_ascii_digit() || b == b'+' || b == b'/' || b == b'=')
-            && v.bytes().any(|b| b.is_ascii_uppercase())
-            && v.bytes().any(|b| b.is_ascii_lowercase())
-        {
-            (base64_decode(v), "base64 literal")
-        } else {
-            return;
-        };
+        let (bytes, method) =
+            if v.len().is_multiple_of(2) && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                (hex::decode(v).ok(), "hex literal")
+            } else if v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
+                && v.bytes()
+                    .any(|b| b.is_ascii_digit() || b == b'+' || b == b'/' || b == b'=')
+                && v.bytes().any(|b| b.is_ascii_uppercase())
+                && v.bytes().any(|b| b.is_ascii_lowercase())
+            {
+                (base64_decode(v), "base64 literal")
+            } else {
+                return;
+            };
         let Some(bytes) = bytes else { return };
         let Ok(text) = std::str::from_utf8(&bytes) else {
             return;

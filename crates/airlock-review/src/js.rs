@@ -135,6 +135,10 @@ pub const CHAIN_WINDOW: usize = 4096;
 struct Frame {
     id: u32,
     name: Option<String>,
+    span: (usize, usize),
+    /// String literals this function returns, and whether it returns anything else.
+    ret_strs: Vec<String>,
+    ret_other: bool,
     returns: Sources,
     cred: Option<(usize, usize)>,
     net: Option<(usize, usize)>,
@@ -157,6 +161,8 @@ struct Analyzer<'c, 's> {
     vars: HashMap<(u32, String), Sources>,
     consts: HashMap<(u32, String), Val>,
     fns: HashMap<(u32, String), Sources>,
+    /// Functions that return one of several look-alike strings: name → differences.
+    selectors: HashMap<(u32, String), String>,
     assigned: HashSet<String>,
     fold_depth: u32,
     child_process: bool,
@@ -307,20 +313,69 @@ impl<'c, 's> Analyzer<'c, 's> {
         }
     }
 
-    fn push_frame(&mut self) {
+    fn push_frame(&mut self, span: Span) {
         self.next_frame += 1;
         let name = self.pending_name.take();
         self.frames.push(Frame {
             id: self.next_frame,
             name,
+            span: (span.start as usize, span.end as usize),
+            ret_strs: Vec::new(),
+            ret_other: false,
             returns: 0,
             cred: None,
             net: None,
         });
     }
 
+    /// A function whose every return is one of several strings that differ only by look-alike
+    /// characters (e.g. `'` / U+2019 / U+02BC): a selector for a covert channel.
+    fn selector_diffs(f: &Frame) -> Option<String> {
+        if f.ret_other || f.ret_strs.len() < 2 {
+            return None;
+        }
+        let mut uniq: Vec<&String> = Vec::new();
+        for r in &f.ret_strs {
+            if !uniq.contains(&r) {
+                uniq.push(r);
+            }
+        }
+        if uniq.len() < 2 {
+            return None;
+        }
+        let mut shown = Vec::new();
+        for w in uniq.windows(2) {
+            let d = lookalike::differences(w[0], w[1])?;
+            for (x, y) in d {
+                shown.push(format!("U+{:04X} vs U+{:04X}", x as u32, y as u32));
+            }
+        }
+        shown.dedup();
+        Some(shown.into_iter().take(8).collect::<Vec<_>>().join(", "))
+    }
+
     fn pop_frame(&mut self) {
         let Some(f) = self.frames.pop() else { return };
+        if let Some(diffs) = Self::selector_diffs(&f) {
+            let parent = self.top();
+            let name = f.name.clone().unwrap_or_default();
+            if self.pass == Pass::Report {
+                let ev = self.col.evidence(self.ctx, f.span.0, f.span.1);
+                self.col.finding(
+                    "hidden_text.lookalike_branch",
+                    Severity::Medium,
+                    "Function returns look-alike characters",
+                    format!(
+                        "function `{name}` returns one of {} strings that differ only by look-alike characters ({diffs})",
+                        f.ret_strs.len()
+                    ),
+                    vec![ev],
+                );
+            }
+            if !name.is_empty() {
+                self.selectors.insert((parent, name), diffs);
+            }
+        }
         if f.returns != 0
             && let Some(n) = &f.name
         {
@@ -564,17 +619,18 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
         if let Some(id) = &f.id {
             self.pending_name = Some(id.name.to_string());
         }
-        self.push_frame();
+        self.push_frame(f.span);
         walk::walk_function(self, f, flags);
         self.pop_frame();
     }
 
     fn visit_arrow_function_expression(&mut self, a: &ArrowFunctionExpression<'a>) {
-        self.push_frame();
+        self.push_frame(a.span);
         if let Some(e) = a.body.as_expression() {
             let t = self.taint_of(e);
             if let Some(f) = self.frames.last_mut() {
                 f.returns |= t;
+                f.ret_other = true;
             }
         }
         walk::walk_arrow_function_expression(self, a);
@@ -635,7 +691,15 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
             let t = self.taint_of(arg);
             if let Some(f) = self.frames.last_mut() {
                 f.returns |= t;
+                match arg {
+                    Expression::StringLiteral(s) if f.ret_strs.len() < 16 => {
+                        f.ret_strs.push(s.value.to_string())
+                    }
+                    _ => f.ret_other = true,
+                }
             }
+        } else if let Some(f) = self.frames.last_mut() {
+            f.ret_other = true;
         }
         walk::walk_return_statement(self, r);
     }
@@ -667,8 +731,11 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
                     bit <<= 1;
                 }
             }
-            if self.fold_depth == 0 && foldable_root(e) {
-                if let Some((v, steps, keys)) = self.fold(e) {
+            if self.fold_depth == 0
+                && foldable_root(e)
+                && let Some((v, steps, keys)) = self.fold(e)
+            {
+                {
                     if !steps.is_empty() {
                         self.record_decoded(&v, &steps, &keys, e.span());
                     } else if let Val::Str(s) = &v
@@ -796,6 +863,32 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
                 }
                 _ => {}
             }
+            // A look-alike selector called with environment-derived arguments.
+            if let (None, Some(n)) = (obj, name)
+                && let Some(diffs) = self.lookup_scoped(&self.selectors, n).cloned()
+            {
+                let mut t = 0;
+                for a in &c.arguments {
+                    if let Some(e) = a.as_expression() {
+                        t |= self.taint_of(e);
+                    }
+                }
+                if t != 0 {
+                    let ev = self
+                        .col
+                        .evidence(self.ctx, span.start as usize, span.end as usize);
+                    self.col.finding(
+                        "chain.env_to_lookalike_text",
+                        Severity::Critical,
+                        "Covert channel: look-alike characters chosen by an environment read",
+                        format!(
+                            "`{n}(...)` picks between look-alike characters ({diffs}) with arguments derived from the {}; text produced this way silently marks output by environment",
+                            source_names(t)
+                        ),
+                        vec![ev],
+                    );
+                }
+            }
             // Outbound request: does a fingerprint flow into it?
             if let Some(n) = name
                 && OUTBOUND.contains(&n)
@@ -841,8 +934,11 @@ impl<'a> Visit<'a> for Analyzer<'_, '_> {
                     if let Some(s) = self.fold_str(arg) {
                         self.comparison(to, &s, span);
                     }
-                } else if ta != 0 && to == 0 {
-                    if let Some((v, _, _)) = self.fold(&m.object) {
+                } else if ta != 0
+                    && to == 0
+                    && let Some((v, _, _)) = self.fold(&m.object)
+                {
+                    {
                         let s = match v {
                             Val::Arr(a) => a
                                 .iter()
@@ -1024,9 +1120,7 @@ pub fn analyse(col: &mut Collector, name: String, text: &str, max_parse_bytes: u
         ..ParseOptions::default()
     };
     let st = source_type_for(&ctx.name);
-    let mut ret = Parser::new(&allocator, text, st)
-        .with_options(opts.clone())
-        .parse();
+    let mut ret = Parser::new(&allocator, text, st).with_options(opts).parse();
     if ret.panicked && st.is_javascript() && !st.is_typescript() {
         ret = Parser::new(&allocator, text, SourceType::cjs().with_jsx(false))
             .with_options(opts)
@@ -1065,6 +1159,7 @@ pub fn analyse(col: &mut Collector, name: String, text: &str, max_parse_bytes: u
         vars: HashMap::new(),
         consts: HashMap::new(),
         fns: HashMap::new(),
+        selectors: HashMap::new(),
         assigned: HashSet::new(),
         fold_depth: 0,
         child_process: false,
@@ -1074,6 +1169,10 @@ pub fn analyse(col: &mut Collector, name: String, text: &str, max_parse_bytes: u
         module_net: None,
     };
     an.visit_program(&ret.program);
+    // A second learning visit lets taint reach functions defined before their sources.
+    an.next_frame = 0;
+    an.frames.clear();
+    an.visit_program(&ret.program);
     an.pass = Pass::Report;
     an.next_frame = 0;
     an.frames.clear();
@@ -1082,6 +1181,9 @@ pub fn analyse(col: &mut Collector, name: String, text: &str, max_parse_bytes: u
     let module = Frame {
         id: 0,
         name: None,
+        span: (0, 0),
+        ret_strs: Vec::new(),
+        ret_other: true,
         returns: 0,
         cred: an.module_cred,
         net: an.module_net,

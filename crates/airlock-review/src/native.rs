@@ -118,7 +118,7 @@ pub fn parse_bun_graph(blob: &[u8]) -> Result<Vec<Module>, String> {
 /// Try every record size: name and contents pointers must be in bounds, names plausible.
 fn records(raw: &[u8], list: &[u8]) -> Option<Vec<Module>> {
     'size: for rsize in (16..=160).step_by(4) {
-        if list.len() % rsize != 0 {
+        if !list.len().is_multiple_of(rsize) {
             continue;
         }
         let n = list.len() / rsize;

@@ -381,13 +381,14 @@ pub fn html(r: &Report) -> String {
     let s = &r.stats;
     let _ = write!(
         o,
-        "<p class=\"muted\">{} · {} JS files parsed, {} failed, {} bytes, {} ms</p></body></html>\n",
+        "<p class=\"muted\">{} · {} JS files parsed, {} failed, {} bytes, {} ms</p></body></html>",
         esc(&r.tool),
         s.js_files_parsed,
         s.js_parse_failures,
         s.bytes_analysed,
         s.elapsed_ms
     );
+    o.push('\n');
     o
 }
 

@@ -99,6 +99,18 @@ fn covert_package_decodes_the_host_list_and_flags_the_chain() {
         c.detail
     );
     assert_eq!(c.evidence[0].line, 13);
+    // The bundler-style selector function and its environment-derived call.
+    let sel = r
+        .findings
+        .iter()
+        .find(|f| f.id == "chain.env_to_lookalike_text" && f.detail.contains("`pick(...)`"))
+        .expect("selector chain");
+    assert!(
+        sel.detail.contains("U+02BC") && sel.detail.contains("BASE_URL"),
+        "{}",
+        sel.detail
+    );
+    assert!(r.findings.iter().any(|f| f.id == "hidden_text.lookalike_branch" && f.detail.contains("function `pick`")));
     // The time zone and host name go into a request.
     assert!(has_finding(&r, "chain.fingerprint_to_network"));
     assert!(has_finding(&r, "fingerprint.env_comparison"));

@@ -200,6 +200,12 @@ const OPAQUE_KEYS: &[&str] = &[
     "role",
 ];
 
+fn to_edits(v: Vec<(usize, usize, String)>) -> Vec<Edit> {
+    v.into_iter()
+        .map(|(start, end, text)| Edit { start, end, text })
+        .collect()
+}
+
 fn is_signed(src: &str, v: &Val) -> bool {
     v.has(src, "signature") || v.has(src, "encrypted_content")
 }
@@ -302,13 +308,7 @@ impl Cx<'_> {
     fn text(&mut self, src: &str, s: &Str, loc: &Location, modifiable: bool, out: &mut Vec<Edit>) {
         let dec = s.decode(src);
         let edits = self.scan_text(&dec.text, loc, modifiable);
-        for (a, b, rep) in edits {
-            out.push(Edit {
-                start: dec.raw_offset(a),
-                end: dec.raw_offset(b),
-                text: json::escape(&rep),
-            });
-        }
+        dec.map_edits(to_edits(edits), out);
     }
 
     /// A string holding JSON (tool-call arguments): walk the inner document's strings so that
@@ -331,22 +331,11 @@ impl Cx<'_> {
                     ..loc.clone()
                 };
                 self.generic(inner, &v, &iloc, modifiable, &mut inner_edits);
-                for e in inner_edits {
-                    out.push(Edit {
-                        start: dec.raw_offset(e.start),
-                        end: dec.raw_offset(e.end),
-                        text: json::escape(&e.text),
-                    });
-                }
+                dec.map_edits(inner_edits, out);
             }
             _ => {
-                for (a, b, rep) in self.scan_text(inner, loc, modifiable) {
-                    out.push(Edit {
-                        start: dec.raw_offset(a),
-                        end: dec.raw_offset(b),
-                        text: json::escape(&rep),
-                    });
-                }
+                let edits = self.scan_text(inner, loc, modifiable);
+                dec.map_edits(to_edits(edits), out);
             }
         }
     }

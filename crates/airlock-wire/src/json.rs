@@ -199,6 +199,23 @@ impl Decoded<'_> {
         out
     }
 
+    /// Map decoded-coordinate edits (`start..end` in [`Decoded::text`], unescaped `text`) to
+    /// edits of the parsed document (raw offsets, `text` escaped for a JSON string). One pass.
+    pub fn map_edits(&self, edits: Vec<Edit>, out: &mut Vec<Edit>) {
+        if edits.is_empty() {
+            return;
+        }
+        let pos: Vec<usize> = edits.iter().flat_map(|e| [e.start, e.end]).collect();
+        let raw = self.raw_offsets(&pos);
+        for (i, e) in edits.into_iter().enumerate() {
+            out.push(Edit {
+                start: raw[2 * i],
+                end: raw[2 * i + 1],
+                text: escape(&e.text),
+            });
+        }
+    }
+
     pub fn raw_offset(&self, dec: usize) -> usize {
         self.raw_offsets(&[dec])[0]
     }
@@ -551,6 +568,29 @@ mod tests {
         let pos_c = text.find('c').unwrap();
         assert_eq!(&src[d.raw_offset(pos_c)..d.raw_offset(pos_c) + 1], "c");
         assert_eq!(d.raw_offset(0), 1);
+    }
+
+    #[test]
+    fn batched_offsets_match_single() {
+        let src = r#""x\"y\n\u00e9\ud83d\ude00 tail \t end""#;
+        let Val::Str(s) = parse(src).unwrap() else {
+            panic!()
+        };
+        let d = s.decode(src);
+        let bounds: Vec<usize> = (0..=d.text.len())
+            .filter(|&i| d.text.is_char_boundary(i))
+            .rev()
+            .collect();
+        let batch = d.raw_offsets(&bounds);
+        for (i, &b) in bounds.iter().enumerate() {
+            assert_eq!(batch[i], d.raw_offset(b));
+        }
+        // decoding the raw text between mapped offsets gives the decoded slice back
+        let t = d.text.to_string();
+        let (a, b) = (t.find('y').unwrap(), t.find(" end").unwrap());
+        let raw = &src[d.raw_offset(a)..d.raw_offset(b)];
+        let back: String = serde_json::from_str(&format!("\"{raw}\"")).unwrap();
+        assert_eq!(back, &t[a..b]);
     }
 
     #[test]

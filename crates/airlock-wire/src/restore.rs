@@ -98,13 +98,7 @@ pub(crate) fn restore_val(
                 return;
             }
             let dec = s.decode(src);
-            for e in placeholder_edits(&dec.text, scope, json_inner) {
-                out.push(Edit {
-                    start: dec.raw_offset(e.start),
-                    end: dec.raw_offset(e.end),
-                    text: json::escape(&e.text),
-                });
-            }
+            dec.map_edits(placeholder_edits(&dec.text, scope, json_inner), out);
         }
         Val::Arr(items) => {
             for it in items {

@@ -38,7 +38,9 @@ fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 }
 
 fn read_message(stream: &mut TcpStream) -> (String, String) {
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -50,7 +52,11 @@ fn read_message(stream: &mut TcpStream) -> (String, String) {
     let head = String::from_utf8_lossy(&buf).trim_end().to_string();
     let len = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+        })
         .unwrap_or(0);
     let mut body = vec![0u8; len];
     let _ = stream.read_exact(&mut body);
@@ -86,7 +92,10 @@ fn start(args: &[&str]) -> (Server, Option<SocketAddr>, String) {
 
 fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -131,7 +140,10 @@ fn quick_start_forwards_with_the_callers_key() {
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     let req = &seen[0];
-    assert!(req.starts_with("POST /v1/messages?beta=true HTTP/1.1"), "{req}");
+    assert!(
+        req.starts_with("POST /v1/messages?beta=true HTTP/1.1"),
+        "{req}"
+    );
     assert!(req.contains("x-api-key: sk-ant-callers-own"));
     assert!(req.contains("anthropic-beta: brand-new-beta-2099"));
     assert!(req.ends_with(body), "body forwarded byte for byte");
@@ -140,31 +152,54 @@ fn quick_start_forwards_with_the_callers_key() {
     let (status, resp) = post(
         addr,
         "/v1/messages",
-        &[("content-type", "application/json"), ("user-agent", "claude-cli/2.1.150 (external, cli)")],
+        &[
+            ("content-type", "application/json"),
+            ("user-agent", "claude-cli/2.1.150 (external, cli)"),
+        ],
         body,
     );
     assert_eq!(status, 403, "{resp}");
-    assert!(resp.contains("\"permission_error\"") && resp.contains("2.1.198"), "{resp}");
+    assert!(
+        resp.contains("\"permission_error\"") && resp.contains("2.1.198"),
+        "{resp}"
+    );
 }
 
 #[test]
 fn anonymous_mode_refused_on_non_loopback() {
     let data = tempfile::tempdir().unwrap();
     let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
-        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir", data.path().to_str().unwrap()])
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ])
         .env_remove("AIRLOCK_CONFIG")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refusing to run without Airlock keys") && err.contains("airlock keys create"), "{err}");
+    assert!(
+        err.contains("refusing to run without Airlock keys") && err.contains("airlock keys create"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_upstream_flag_is_a_usage_error() {
     let data = tempfile::tempdir().unwrap();
     let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--upstream", "nope", "--data-dir", data.path().to_str().unwrap()])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "nope",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ])
         .env_remove("AIRLOCK_CONFIG")
         .output()
         .unwrap();

@@ -40,7 +40,10 @@ pub struct ChannelBody(pub mpsc::Receiver<Bytes>);
 impl Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -64,11 +67,14 @@ impl Mock {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let streams: Arc<Mutex<Vec<oneshot::Sender<mpsc::Sender<Bytes>>>>> = Arc::new(Mutex::new(Vec::new()));
+        let streams: Arc<Mutex<Vec<oneshot::Sender<mpsc::Sender<Bytes>>>>> =
+            Arc::new(Mutex::new(Vec::new()));
         let (s2, st2) = (seen.clone(), streams.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (seen, streams) = (s2.clone(), st2.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -81,7 +87,11 @@ impl Mock {
                 });
             }
         });
-        Mock { addr, seen, streams }
+        Mock {
+            addr,
+            seen,
+            streams,
+        }
     }
 
     /// Registers interest in the next `x-mock: channel` request; resolves to the sender that
@@ -97,7 +107,12 @@ impl Mock {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("the mock upstream saw no request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the mock upstream saw no request")
     }
 }
 
@@ -111,8 +126,17 @@ async fn mock_handle(
     streams: Arc<Mutex<Vec<oneshot::Sender<mpsc::Sender<Bytes>>>>>,
 ) -> Response<MockBody> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    let behaviour = parts.headers.get("x-mock").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let behaviour = parts
+        .headers
+        .get("x-mock")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let stream = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("stream").and_then(|s| s.as_bool()))
@@ -120,7 +144,11 @@ async fn mock_handle(
         || parts.uri.path().ends_with(":streamGenerateContent");
     seen.lock().unwrap().push(Seen {
         method: parts.method.to_string(),
-        path_and_query: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         headers: parts.headers.clone(),
         body,
     });
@@ -130,7 +158,9 @@ async fn mock_handle(
             .header("content-type", "application/json")
             .header("retry-after", "7")
             .header("anthropic-ratelimit-requests-remaining", "0")
-            .body(full(r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#))
+            .body(full(
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+            ))
             .unwrap(),
         "slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -170,7 +200,10 @@ async fn mock_handle(
             .header("content-type", "application/json")
             .header("x-upstream-marker", "json")
             .header("request-id", "req_upstream_1")
-            .body(full(format!("{{\"ok\":true,\"path\":{:?}}}", parts.uri.path())))
+            .body(full(format!(
+                "{{\"ok\":true,\"path\":{:?}}}",
+                parts.uri.path()
+            )))
             .unwrap(),
     }
 }
@@ -252,7 +285,11 @@ pub async fn start_gateway_with(config: &str, prepare: impl FnOnce(&std::path::P
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     prepare(&data);
-    let source = ConfigSource { path: Some(config_path.clone()), data_dir: Some(data), ..ConfigSource::default() };
+    let source = ConfigSource {
+        path: Some(config_path.clone()),
+        data_dir: Some(data),
+        ..ConfigSource::default()
+    };
     let gateway = Gateway::new(source).expect("gateway starts");
     let listener = gateway.bind().await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -265,7 +302,14 @@ pub async fn start_gateway_with(config: &str, prepare: impl FnOnce(&std::path::P
         .await
         .unwrap();
     });
-    Gw { addr, gateway, dir, config_path, shutdown: Some(tx), task: Some(task) }
+    Gw {
+        addr,
+        gateway,
+        dir,
+        config_path,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
 }
 
 pub async fn start_gateway(config: &str) -> Gw {
@@ -286,11 +330,16 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> (u16, HeaderMap, Bytes) {
-    let mut b = Request::builder().method(method).uri(format!("http://{addr}{path}"));
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = client().request(b.body(Full::new(body.into())).unwrap()).await.expect("gateway answers");
+    let resp = client()
+        .request(b.body(Full::new(body.into())).unwrap())
+        .await
+        .expect("gateway answers");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
@@ -302,7 +351,8 @@ pub async fn send(
 }
 
 pub fn json(b: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
+    serde_json::from_slice(b)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
 }
 
 pub const JSON: (&str, &str) = ("content-type", "application/json");
@@ -318,7 +368,10 @@ pub struct Captured {
 }
 
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/agents"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/agents"
+    ))
 }
 
 pub fn captured(file: &str) -> Vec<Captured> {
@@ -336,7 +389,12 @@ pub fn captured(file: &str) -> Vec<Captured> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|h| (h[0].as_str().unwrap().to_string(), h[1].as_str().unwrap().to_string()))
+                .map(|h| {
+                    (
+                        h[0].as_str().unwrap().to_string(),
+                        h[1].as_str().unwrap().to_string(),
+                    )
+                })
                 .collect(),
             body: v["body"].as_str().unwrap().to_string(),
         })
@@ -347,13 +405,22 @@ pub fn captured(file: &str) -> Vec<Captured> {
 pub fn is_hop_header(name: &str) -> bool {
     matches!(
         name.to_ascii_lowercase().as_str(),
-        "host" | "content-length" | "connection" | "keep-alive" | "transfer-encoding" | "te" | "upgrade" | "proxy-connection"
+        "host"
+            | "content-length"
+            | "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "upgrade"
+            | "proxy-connection"
     )
 }
 
 /// Builds the captured request against the gateway (hop headers dropped; the client sets them).
 pub fn captured_request(c: &Captured, addr: SocketAddr) -> Request<Full<Bytes>> {
-    let mut b = Request::builder().method(c.method.as_str()).uri(format!("http://{addr}{}", c.target));
+    let mut b = Request::builder()
+        .method(c.method.as_str())
+        .uri(format!("http://{addr}{}", c.target));
     for (k, v) in &c.headers {
         if !is_hop_header(k) {
             b = b.header(k.as_str(), v.as_str());

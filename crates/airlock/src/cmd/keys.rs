@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use airlock_gateway::keys::{KeyInfo, KeyStore};
+use anyhow::Context;
 use serde::Serialize;
 
 use crate::{Exit, Global};
@@ -71,7 +71,10 @@ fn open(global: &Global, common: &Common) -> anyhow::Result<KeyStore> {
 fn when(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix.to_string())
 }
 
@@ -96,13 +99,23 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<Exit> {
                             "created {} for user {}{} in {}; it is shown only this once",
                             new.info.id,
                             new.info.user,
-                            new.info.team.as_deref().map(|t| format!(" (team {t})")).unwrap_or_default(),
+                            new.info
+                                .team
+                                .as_deref()
+                                .map(|t| format!(" (team {t})"))
+                                .unwrap_or_default(),
                             store.path().display()
                         );
                     }
                 }
                 Format::Json | Format::Jsonl => {
-                    serde_json::to_writer(&mut out, &Created { key: new.key.expose(), info: &new.info })?;
+                    serde_json::to_writer(
+                        &mut out,
+                        &Created {
+                            key: new.key.expose(),
+                            info: &new.info,
+                        },
+                    )?;
                     writeln!(out)?;
                 }
             }
@@ -111,7 +124,11 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<Exit> {
             let keys = open(global, &common)?.list()?;
             match common.format {
                 Format::Human => {
-                    writeln!(out, "{:<17} {:<13} {:<20} {:<16} {:<21} REVOKED", "ID", "PREFIX", "USER", "TEAM", "CREATED")?;
+                    writeln!(
+                        out,
+                        "{:<17} {:<13} {:<20} {:<16} {:<21} REVOKED",
+                        "ID", "PREFIX", "USER", "TEAM", "CREATED"
+                    )?;
                     for k in &keys {
                         writeln!(
                             out,

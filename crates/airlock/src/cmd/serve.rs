@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use airlock_gateway::{ConfigSource, Gateway};
+use anyhow::Context;
 
 use crate::{Exit, Global};
 
