@@ -34,13 +34,12 @@ fn collect_sources(dir: &Path, out: &mut Vec<u8>, limit: usize) {
         } else if p
             .extension()
             .is_some_and(|e| e == "rs" || e == "toml" || e == "md" || e == "c" || e == "js")
+            && let Ok(b) = std::fs::read(&p)
+            && b.len() < 2 << 20
+            && std::str::from_utf8(&b).is_ok()
         {
-            if let Ok(b) = std::fs::read(&p) {
-                if b.len() < 2 << 20 && std::str::from_utf8(&b).is_ok() {
-                    out.extend_from_slice(&b);
-                    out.push(b'\n');
-                }
-            }
+            out.extend_from_slice(&b);
+            out.push(b'\n');
         }
     }
 }

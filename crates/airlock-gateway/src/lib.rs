@@ -8,15 +8,23 @@
 //! [`pipeline`]; errors the gateway makes itself are written in the caller's API shape
 //! ([`api`]) and say who caused them.
 //!
-//! What it does not do: parse or rewrite prompt content (that is `airlock-wire`, plugged in at
-//! the inspect stage), keep the audit trail (`airlock-audit`, plugged in where an exchange is
-//! recorded), or decide policy itself (`airlock-policy`). It terminates no TLS on the listening
-//! side: put it behind a TLS proxy, or keep it on loopback, when agents run elsewhere.
+//! At the inspect stage every model API request (Anthropic Messages, OpenAI Chat and
+//! Responses) goes through `airlock-wire` with the built-in `airlock-detect` engine and the
+//! `[redaction]` policy: secrets become deterministic placeholders, covert Unicode is removed,
+//! a `block` action answers 403 in the API's shape; placeholders in the response are restored
+//! ([`redact`]) before the agent sees them. Every exchange writes one `airlock-audit` record;
+//! the end of a completed response is released only once that record is committed.
+//!
+//! What it does not do: know wire formats or detection rules itself (`airlock-wire`,
+//! `airlock-detect`), store or verify audit records (`airlock-audit`), or decide policy itself
+//! (`airlock-policy`). Gemini request bodies are not inspected yet. It terminates no TLS on the
+//! listening side: put it behind a TLS proxy, or keep it on loopback, when agents run elsewhere.
 
 pub mod api;
 pub mod keys;
 pub mod metrics;
 pub mod pipeline;
+pub mod redact;
 pub mod runtime;
 pub mod secret;
 pub mod server;

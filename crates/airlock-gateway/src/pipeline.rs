@@ -15,9 +15,13 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use airlock_audit::{AuditRecord, Committed, Decision, FindingSummary};
+use time::OffsetDateTime;
 
 use airlock_policy::{Identity, Subject, UpstreamApi};
+use airlock_wire::Api;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -29,9 +33,10 @@ use serde::Deserialize;
 use crate::api::{self, Endpoint, ErrorKind, Family, RouteError};
 use crate::keys::Principal;
 use crate::metrics::RequestRecord;
+use crate::redact::{self, Restore};
 use crate::runtime::{Runtime, Upstream};
 use crate::server::Gateway;
-use crate::upstream::{BoxError, Outcome, Relay, StreamTransform, strip_hop_by_hop};
+use crate::upstream::{BoxError, Outcome, Relay, strip_hop_by_hop};
 
 /// The response body type of the gateway.
 pub type GatewayBody = BoxBody<Bytes, BoxError>;
@@ -39,6 +44,9 @@ pub type GatewayBody = BoxBody<Bytes, BoxError>;
 pub const REQUEST_ID_HEADER: &str = "x-airlock-request-id";
 /// Response header on errors Airlock itself wrote: `client`, `upstream` or `airlock`.
 pub const ERROR_SOURCE_HEADER: &str = "x-airlock-error-source";
+
+/// Most locations kept per rule in an exchange's findings summary.
+pub const MAX_FINDING_LOCATIONS: usize = 64;
 
 /// An error answered by the gateway itself.
 #[derive(Debug, Clone)]
@@ -81,6 +89,17 @@ pub struct Exchange {
     pub error_source: Option<&'static str>,
     pub started: Instant,
     pub upstream_first_byte: Option<Duration>,
+    /// The agent's session id from its headers (bounded, printable).
+    pub session: Option<String>,
+    /// Redaction findings in the request: count, how many were acted on, and the distinct
+    /// rule ids (never values).
+    pub findings: u32,
+    pub findings_applied: u32,
+    pub finding_summary: Vec<FindingSummary>,
+    /// Wall-clock arrival time (for the audit record).
+    pub arrived: SystemTime,
+    /// Airlock's own time before forwarding.
+    pub overhead: Option<Duration>,
     recorded: bool,
 }
 
@@ -109,14 +128,21 @@ impl Exchange {
             error_source: None,
             started,
             upstream_first_byte: None,
+            session: None,
+            findings: 0,
+            findings_applied: 0,
+            finding_summary: Vec::new(),
+            arrived: SystemTime::now(),
+            overhead: None,
             recorded: false,
         }
     }
 
-    /// Records metrics and the log line. Idempotent.
-    pub fn finish(&mut self) {
+    /// Records metrics, the log line and the audit record. Idempotent. Returns the audit
+    /// commit to await when the audit log is on and accepted the record.
+    pub fn finish(&mut self) -> Option<Committed> {
         if self.recorded {
-            return;
+            return None;
         }
         self.recorded = true;
         let duration = self.started.elapsed();
@@ -145,6 +171,10 @@ impl Exchange {
             key_id = self.key_id.as_deref().unwrap_or("-"),
             decision = self.decision,
             rule = %self.rule,
+            session = self.session.as_deref().unwrap_or("-"),
+            findings = self.findings,
+            findings_applied = self.findings_applied,
+            finding_rules = %self.finding_summary.iter().map(|f| f.rule_id.as_str()).collect::<Vec<_>>().join(","),
             upstream = self.upstream.as_deref().unwrap_or("-"),
             status = self.status,
             outcome = self.outcome.as_str(),
@@ -155,6 +185,52 @@ impl Exchange {
             latency_ms = duration.as_secs_f64() * 1000.0,
             "request"
         );
+        let audit = self.gw.audit()?;
+        match audit.submit(self.audit_record(duration)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(request_id = %self.id, error = %e, "audit record not queued");
+                None
+            }
+        }
+    }
+
+    /// The audit record of this exchange (never any request content).
+    fn audit_record(&self, duration: Duration) -> AuditRecord {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let mut r = AuditRecord::new(OffsetDateTime::from(self.arrived), self.id.clone());
+        r.user = self.user.clone();
+        r.team = self.team.clone();
+        r.key_id = self.key_id.clone();
+        r.client_addr = Some(self.peer.to_string());
+        r.tool = Some(self.tool.clone());
+        r.tool_version = opt(&self.version);
+        r.agent_session_id = self.session.clone();
+        r.api = Some(self.api.to_string());
+        r.upstream = self.upstream.clone();
+        r.model = opt(&self.model);
+        r.decision = Some(match self.decision {
+            "allow" => Decision::Allowed,
+            "blocked" => Decision::Blocked,
+            _ => Decision::Denied,
+        });
+        r.decision_rule = opt(&self.rule);
+        r.decision_reason = match (self.decision, self.error_source) {
+            ("none", Some(src)) => Some(format!("refused before a policy decision ({src} error)")),
+            _ => None,
+        };
+        r.findings = self.finding_summary.clone();
+        r.status = Some(self.status);
+        r.latency_total_us = Some(us(duration));
+        r.latency_overhead_us = self.overhead.map(us);
+        r.latency_upstream_us = self
+            .overhead
+            .filter(|_| self.upstream_first_byte.is_some())
+            .map(|o| us(duration.saturating_sub(o)));
+        r.request_bytes = self.bytes_in;
+        r.response_bytes = self.bytes_out;
+        r
     }
 }
 
@@ -163,7 +239,8 @@ impl Drop for Exchange {
         if self.outcome == Outcome::Pending {
             self.outcome = Outcome::ClientClosed;
         }
-        self.finish();
+        // Drop cannot wait: the record is queued, its commit not awaited.
+        let _ = self.finish();
     }
 }
 
@@ -260,7 +337,8 @@ pub async fn handle(
             }
             let r = error_response(family, &reject);
             ex.bytes_out = http_body::Body::size_hint(r.body()).exact().unwrap_or(0);
-            ex.finish();
+            // Airlock's own answer: the record is queued, its commit not awaited.
+            let _ = ex.finish();
             r
         }
     };
@@ -333,6 +411,10 @@ async fn process(
     // 4. identify
     let identity = rt.catalogue.identify(&parts.headers, &body);
     set_identity(ex, &identity);
+    ex.session = redact::SESSION_HEADERS
+        .iter()
+        .find_map(|h| parts.headers.get(*h).and_then(|v| v.to_str().ok()))
+        .map(|v| truncate(v, 128));
 
     // 5. decide
     let decision = rt.policy.decide(&Subject {
@@ -342,6 +424,9 @@ async fn process(
         model: model.as_deref(),
     });
     ex.rule = decision.rule.clone();
+    if let Some(msg) = gw.audit_refusal() {
+        return Err(Reject::new(ErrorKind::Unavailable, msg));
+    }
     if !decision.allow {
         ex.decision = "deny";
         let message = if decision.message.is_empty() {
@@ -354,7 +439,10 @@ async fn process(
     ex.decision = "allow";
 
     // 6. inspect
-    let (body, transform) = inspect(rt, ex, body)?;
+    let (body, restore) = match inspect(gw, rt, ex, endpoint, body)? {
+        Inspected::Forward { body, restore } => (body, restore),
+        Inspected::Blocked(r) => return Ok(r),
+    };
 
     // 7. forward
     let api = match endpoint.family() {
@@ -375,7 +463,11 @@ async fn process(
         ));
     };
     ex.upstream = Some(upstream.name.clone());
-    let headers = upstream_headers(&parts.headers, upstream, principal.is_some())?;
+    let mut headers = upstream_headers(&parts.headers, upstream, principal.is_some())?;
+    if restore.is_some() {
+        // Restoration reads the response: ask for it uncompressed.
+        headers.remove(header::ACCEPT_ENCODING);
+    }
     let path = match endpoint {
         Endpoint::Gemini => parts.uri.path(),
         e => e.upstream_path(),
@@ -386,6 +478,7 @@ async fn process(
             format!("cannot build the upstream URL from this request: {e}"),
         )
     })?;
+    ex.overhead = Some(t_overhead.elapsed());
     gw.metrics().observe_overhead(ex.api, t_overhead.elapsed());
     let t_sent = Instant::now();
     let resp = forward(gw, upstream, uri, headers, body).await?;
@@ -397,6 +490,24 @@ async fn process(
     let (mut rparts, incoming) = resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
     ex.status = rparts.status.as_u16();
+    let transform = restore.and_then(|r| {
+        let encoded = rparts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            tracing::warn!(request_id = %ex.id, "upstream compressed its response despite no accept-encoding; placeholders not restored");
+            return None;
+        }
+        let sse = rparts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+        // The restored body's length differs from the upstream's.
+        rparts.headers.remove(header::CONTENT_LENGTH);
+        Some(r.transform(sse))
+    });
     let idle = upstream.idle_timeout;
     let exchange = std::mem::replace(
         ex,
@@ -568,18 +679,109 @@ fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Option<Principal>, 
     }
 }
 
-/// Stage 6: the body as it will leave, and the transform for the response stream.
-///
-/// Nothing changes yet, so the original bytes are forwarded untouched. Redaction and covert
-/// Unicode normalisation (`airlock-wire`, issue 4) plug in here: return the rewritten body and
-/// a [`StreamTransform`] that restores placeholders in the response.
-#[allow(clippy::unnecessary_wraps)]
+/// What stage 6 decided.
+enum Inspected {
+    /// Forward `body`; when it was rewritten, `restore` says how to restore the response.
+    Forward {
+        body: Bytes,
+        restore: Option<Restore>,
+    },
+    /// A `block` action fired: this answer (403 in the API's shape) goes back to the agent.
+    Blocked(Response<GatewayBody>),
+}
+
+/// The `airlock-wire` API of an endpoint; `None` for endpoints whose bodies are not inspected.
+fn wire_api(endpoint: Endpoint) -> Option<Api> {
+    match endpoint {
+        Endpoint::AnthropicMessages => Some(Api::AnthropicMessages),
+        Endpoint::AnthropicCountTokens => Some(Api::AnthropicCountTokens),
+        Endpoint::OpenAiChat => Some(Api::OpenAiChat),
+        Endpoint::OpenAiResponses => Some(Api::OpenAiResponses),
+        Endpoint::Models | Endpoint::Gemini => None,
+    }
+}
+
+/// Stage 6: the body as it will leave. Runs `airlock-wire` over every text-bearing part of the
+/// request with the policy's actions. Nothing changed → the original bytes, no transform.
+/// Rewritten → the new body and a [`Restore`] for the response. Blocked → the API's 403.
+/// A body the inspector cannot read is refused (fail closed): it would leave unexamined.
 fn inspect(
-    _rt: &Runtime,
-    _ex: &mut Exchange,
+    gw: &Gateway,
+    rt: &Runtime,
+    ex: &mut Exchange,
+    endpoint: Endpoint,
     body: Bytes,
-) -> Result<(Bytes, Option<Box<dyn StreamTransform>>), Reject> {
-    Ok((body, None))
+) -> Result<Inspected, Reject> {
+    let Some(api) = wire_api(endpoint) else {
+        return Ok(Inspected::Forward {
+            body,
+            restore: None,
+        });
+    };
+    let redactor = gw.redactor();
+    let scope_key = match (&ex.key_id, &ex.session) {
+        (Some(k), _) => format!("key:{k}"),
+        (None, Some(s)) => format!("session:{s}"),
+        (None, None) => "anonymous".to_string(),
+    };
+    let scope = redactor.vault.scope(&scope_key);
+    let result = airlock_wire::inspect(api, &body, &redactor.detector, &rt.actions, &scope)
+        .map_err(|e| {
+            Reject::new(
+                ErrorKind::InvalidRequest,
+                format!("Airlock could not inspect this request body: {e}"),
+            )
+        })?;
+    ex.findings = u32::try_from(result.findings.len()).unwrap_or(u32::MAX);
+    ex.findings_applied =
+        u32::try_from(result.findings.iter().filter(|f| f.applied).count()).unwrap_or(u32::MAX);
+    let mut summary: Vec<FindingSummary> = Vec::new();
+    for f in &result.findings {
+        let loc = f.location.path.clone();
+        match summary.iter_mut().find(|s| s.rule_id == f.rule_id) {
+            Some(s) => {
+                s.count += 1;
+                if s.locations.len() < MAX_FINDING_LOCATIONS {
+                    s.locations.push(loc);
+                }
+            }
+            None => summary.push(FindingSummary {
+                rule_id: f.rule_id.clone(),
+                count: 1,
+                locations: vec![loc],
+            }),
+        }
+    }
+    ex.finding_summary = summary;
+    if let Some(block) = &result.blocked {
+        let (status, bytes) = airlock_wire::block_error(api, block);
+        ex.decision = "blocked";
+        ex.rule = block.rule_id.clone();
+        ex.status = status;
+        ex.error_source = Some(api::Cause::Client.as_str());
+        ex.outcome = Outcome::Complete;
+        ex.bytes_out = bytes.len() as u64;
+        let mut r = plain(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
+            "application/json",
+            bytes,
+        );
+        r.headers_mut().insert(
+            ERROR_SOURCE_HEADER,
+            HeaderValue::from_static(api::Cause::Client.as_str()),
+        );
+        return Ok(Inspected::Blocked(r));
+    }
+    match result.body {
+        Some(rewritten) => Ok(Inspected::Forward {
+            body: Bytes::from(rewritten),
+            restore: Some(Restore { api, scope }),
+        }),
+        None => Ok(Inspected::Forward {
+            body,
+            restore: None,
+        }),
+    }
 }
 
 /// The headers sent upstream: the caller's, minus hop-by-hop headers, with the credential

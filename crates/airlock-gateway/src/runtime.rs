@@ -39,6 +39,8 @@ pub enum RuntimeError {
     },
     #[error("upstream {name:?}: credential file {path} is empty")]
     CredentialEmpty { name: String, path: PathBuf },
+    #[error("{origin}: [redaction]: {message}")]
+    Redaction { origin: String, message: String },
     #[error("upstream {name:?}: cannot set up TLS: {reason}")]
     Tls { name: String, reason: String },
 }
@@ -152,6 +154,8 @@ pub struct Runtime {
     pub data_dir: PathBuf,
     pub limits: Limits,
     pub admin_token: Option<Secret>,
+    /// The redaction policy from `[redaction]` (defaults when the table is empty).
+    pub actions: airlock_wire::Actions,
     /// `GET /v1/models` in OpenAI's shape.
     pub models_openai: Bytes,
     /// `GET /v1/models` in Anthropic's shape (when the caller sends `anthropic-version`).
@@ -277,6 +281,20 @@ fn render_models(cfg: &Config) -> (Bytes, Bytes) {
     )
 }
 
+/// The `[redaction]` table as [`airlock_wire::Actions`]; empty → the built-in defaults
+/// (secrets redact, covert Unicode normalize, personal data log).
+fn parse_actions(config: &Config) -> Result<airlock_wire::Actions, RuntimeError> {
+    if config.redaction.is_empty() {
+        return Ok(airlock_wire::Actions::default());
+    }
+    toml::Value::Table(config.redaction.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| RuntimeError::Redaction {
+            origin: config.origin.clone(),
+            message: e.message().to_string(),
+        })
+}
+
 impl Runtime {
     /// Builds a runtime from a validated configuration.
     pub fn build(config: Config) -> Result<Runtime, RuntimeError> {
@@ -309,7 +327,9 @@ impl Runtime {
             body_timeout: BODY_TIMEOUT,
         };
         let (models_openai, models_anthropic) = render_models(&config);
+        let actions = parse_actions(&config)?;
         Ok(Runtime {
+            actions,
             data_dir: config.server.data_dir(),
             policy,
             catalogue: Catalogue::embedded(),

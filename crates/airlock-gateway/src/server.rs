@@ -20,6 +20,25 @@ use tokio::sync::Semaphore;
 use crate::keys::{KeyError, KeySnapshot, KeyStore, store_stamp};
 use crate::metrics::Metrics;
 use crate::pipeline::handle;
+use crate::redact::Redactor;
+use airlock_audit::{AuditLog, AuditOptions, Retention};
+use airlock_policy::{AuditConfig, AuditOverflow};
+
+/// `[audit]` as the audit log's options.
+fn audit_options(c: &AuditConfig) -> AuditOptions {
+    AuditOptions {
+        queue_capacity: c.queue_capacity.max(1),
+        checkpoint_every_records: c.checkpoint_every.max(1),
+        checkpoint_interval: Duration::from_secs(c.checkpoint_interval_secs.max(1)),
+        retention: Retention {
+            max_age: c
+                .retention_days
+                .map(|d| Duration::from_secs(d.saturating_mul(86_400))),
+            max_records: c.retention_max_records,
+        },
+        ..AuditOptions::default()
+    }
+}
 use crate::runtime::{ConfigSource, Runtime, RuntimeError};
 
 /// How often the config file and the key store are checked for changes.
@@ -47,6 +66,10 @@ pub enum GatewayError {
          the upstream credentials. Create a key with `airlock keys create --user NAME`, or listen on 127.0.0.1"
     )]
     AnonymousNonLoopback(SocketAddr),
+    #[error("cannot open the audit log: {0}")]
+    Audit(#[from] airlock_audit::AuditError),
+    #[error("cannot build the detection engine: {0}")]
+    Detect(#[from] airlock_detect::DetectError),
 }
 
 /// The gateway: configuration in force, key snapshot and metrics, shared by all connections.
@@ -61,6 +84,9 @@ pub struct Gateway {
     ready: AtomicBool,
     id_base: u64,
     counter: AtomicU64,
+    redactor: Arc<Redactor>,
+    audit: Option<Arc<AuditLog>>,
+    audit_fail_closed: bool,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -82,6 +108,16 @@ impl Gateway {
         if snapshot.allows_anonymous() && !listen.ip().is_loopback() {
             return Err(GatewayError::AnonymousNonLoopback(listen));
         }
+        let audit_cfg = &rt.config.audit;
+        let audit = if audit_cfg.enabled {
+            Some(Arc::new(AuditLog::open(
+                &data_dir,
+                audit_options(audit_cfg),
+            )?))
+        } else {
+            None
+        };
+        let audit_fail_closed = audit_cfg.overflow == AuditOverflow::FailClosed;
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
         Ok(Arc::new(Gateway {
@@ -95,6 +131,9 @@ impl Gateway {
             ready: AtomicBool::new(false),
             id_base: u64::from_le_bytes(seed) & 0xffff_ffff_0000_0000,
             counter: AtomicU64::new(0),
+            redactor: Arc::new(Redactor::builtin()?),
+            audit,
+            audit_fail_closed,
         }))
     }
 
@@ -106,6 +145,27 @@ impl Gateway {
     /// The active Airlock keys.
     pub fn keys(&self) -> arc_swap::Guard<Arc<KeySnapshot>> {
         self.keys.load()
+    }
+
+    /// The detection engine and placeholder vault, shared by all requests and kept across
+    /// reloads (placeholders handed out before a reload still restore after it).
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// The audit log, when `[audit] enabled` (opened at start; a reload does not reopen it).
+    pub fn audit(&self) -> Option<&Arc<AuditLog>> {
+        self.audit.as_ref()
+    }
+
+    /// `Some(message)` when new requests must be refused because the audit queue overflowed
+    /// and the policy is fail-closed. Clears once the writer has drained the queue and
+    /// recorded the loss.
+    pub fn audit_refusal(&self) -> Option<&'static str> {
+        let audit = self.audit.as_ref()?;
+        (self.audit_fail_closed && audit.stats().overflow_pending > 0).then_some(
+            "Airlock's audit log is full and policy is fail-closed ([audit] overflow); retry shortly",
+        )
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -271,6 +331,10 @@ impl Gateway {
             .is_err()
         {
             tracing::warn!("in-flight requests did not finish within the grace period");
+        }
+        if let Some(audit) = self.audit.clone() {
+            // Flushes the queue and signs a final checkpoint; joins the writer thread.
+            let _ = tokio::task::spawn_blocking(move || audit.shutdown()).await;
         }
         Ok(())
     }

@@ -23,6 +23,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
 use crate::pipeline::Exchange;
+use airlock_audit::Committed;
+use std::future::Future;
 
 /// Boxed error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -133,6 +135,9 @@ pub struct Relay {
     exchange: Option<Exchange>,
     transform: Option<Box<dyn StreamTransform>>,
     done: bool,
+    /// The audit commit of a completed exchange: the end of the body is released only once
+    /// it resolves, so an agent that saw the end of its answer has a durable record.
+    commit: Option<Committed>,
 }
 
 impl Relay {
@@ -149,6 +154,7 @@ impl Relay {
             exchange: Some(exchange),
             transform,
             done: false,
+            commit: None,
         }
     }
 
@@ -156,7 +162,10 @@ impl Relay {
         self.done = true;
         if let Some(mut ex) = self.exchange.take() {
             ex.outcome = outcome;
-            ex.finish();
+            let commit = ex.finish();
+            if outcome == Outcome::Complete {
+                self.commit = commit;
+            }
         }
     }
 
@@ -190,6 +199,17 @@ impl Body for Relay {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(c) = this.commit.as_mut() {
+            match Pin::new(c).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => {
+                    this.commit = None;
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "audit record of a completed exchange not committed");
+                    }
+                }
+            }
+        }
         if this.done {
             return Poll::Ready(None);
         }
@@ -221,6 +241,17 @@ impl Body for Relay {
                     }
                 }
                 this.end(Outcome::Complete);
+                if let Some(c) = this.commit.as_mut() {
+                    match Pin::new(c).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(r) => {
+                            this.commit = None;
+                            if let Err(e) = r {
+                                tracing::warn!(error = %e, "audit record of a completed exchange not committed");
+                            }
+                        }
+                    }
+                }
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -234,7 +265,8 @@ impl Body for Relay {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || (self.transform.is_none() && self.inner.is_end_stream())
+        // Not ended before the final poll: that poll waits for the audit commit.
+        self.done && self.commit.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -25,10 +25,10 @@ pub mod paths;
 
 pub use advisories::{Advisories, Advisory, AdvisorySeverity};
 pub use catalogue::{Agent, Catalogue, IdentifyRule, Identity, ProbeSpec, RoutingSetting};
+pub use config::EMBEDDED_DEFAULT_CONFIG;
 pub use config::{
     AuditConfig, AuditOverflow, Config, Credential, ModelEntry, PolicyConfig, PolicyRule,
     RuleAction, ServerConfig, UnknownTools, UpstreamApi, UpstreamConfig,
 };
-pub use config::EMBEDDED_DEFAULT_CONFIG;
 pub use decide::{Decision, Policy, Subject};
 pub use error::{ConfigError, ConfigIssue, PolicyError};

@@ -68,7 +68,9 @@ impl Global {
         match self.color {
             Color::Always => true,
             Color::Never => false,
-            Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            Color::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         }
     }
 
@@ -90,12 +92,15 @@ impl Global {
                 _ => "trace",
             }
         };
-        let filter = EnvFilter::try_from_env("AIRLOCK_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+        let filter =
+            EnvFilter::try_from_env("AIRLOCK_LOG").unwrap_or_else(|_| EnvFilter::new(default));
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr);
         let _ = match self.log_format {
-            LogFormat::Human => builder.with_ansi(self.color != Color::Never && self.stderr_is_terminal()).try_init(),
+            LogFormat::Human => builder
+                .with_ansi(self.color != Color::Never && self.stderr_is_terminal())
+                .try_init(),
             LogFormat::Json => builder.json().try_init(),
         };
     }

@@ -152,6 +152,9 @@ async fn mock_handle(
         headers: parts.headers.clone(),
         body,
     });
+    if let Some(label) = behaviour.strip_prefix("echo-") {
+        return echo_placeholder(label, &seen.lock().unwrap().last().unwrap().body, stream);
+    }
     match behaviour.as_str() {
         "status-429" => Response::builder()
             .status(429)
@@ -208,6 +211,59 @@ async fn mock_handle(
     }
 }
 
+/// The first placeholder `[REDACTED_<label>...]` in `body`, if any.
+pub fn find_placeholder(body: &[u8], label: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find(&format!("[REDACTED_{label}"))?;
+    let end = start + text[start..].find(']')?;
+    Some(text[start..=end].to_string())
+}
+
+/// `x-mock: echo-<LABEL>`: the model "uses" the placeholder it was given. Streaming: an
+/// Anthropic SSE answer whose placeholder is split across two text deltas; otherwise an OpenAI
+/// chat completion with the placeholder in the message content.
+fn echo_placeholder(label: &str, body: &[u8], stream: bool) -> Response<MockBody> {
+    let ph = find_placeholder(body, label).unwrap_or_else(|| "NO_PLACEHOLDER".into());
+    if stream {
+        let mid = ph.len() / 2;
+        let (a, b) = ph.split_at(mid);
+        let events = vec![
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n".to_string(),
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n".to_string(),
+            format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"export TOKEN={a}\"}}}}\n\n"),
+            format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{b} done\"}}}}\n\n"),
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n".to_string(),
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":12}}\n\n".to_string(),
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".to_string(),
+        ];
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            for e in events {
+                if tx.send(Bytes::from(e)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(ChannelBody(rx).boxed())
+            .unwrap();
+    }
+    let answer = serde_json::json!({
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "gpt-5",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("export TOKEN={ph}")}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    });
+    let bytes = serde_json::to_vec(&answer).unwrap();
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("content-length", bytes.len().to_string())
+        .body(full(bytes))
+        .unwrap()
+}
+
 /// A running gateway.
 pub struct Gw {
     pub addr: SocketAddr,
@@ -216,6 +272,25 @@ pub struct Gw {
     pub config_path: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Gw {
+    /// Graceful shutdown: in-flight requests finish, the audit log is flushed and closed.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), t)
+                .await
+                .expect("gateway stops within 20 s")
+                .expect("serve task");
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
 }
 
 impl Drop for Gw {
@@ -433,4 +508,58 @@ pub async fn metrics(addr: SocketAddr) -> String {
     let (status, _, body) = send(addr, "GET", "/metrics", &[], Bytes::new()).await;
     assert_eq!(status, 200);
     String::from_utf8(body.to_vec()).unwrap()
+}
+
+// Injected values (shared by the redaction, audit and no-leak tests).
+
+pub const AWS_KEY_ID: &str = "AKIAZ7QK3M2XW5P4TR6N";
+pub const ZW: &str = "\u{200B}";
+
+/// A GitHub classic token with a valid CRC32 checksum.
+pub fn github_token() -> String {
+    let random = "Zq8T2vLmW4xR9sKp3NbY7cHd1FgJ6u";
+    format!(
+        "ghp_{random}{}",
+        airlock_detect::validate::crc32_base62_suffix(random)
+    )
+}
+
+/// The first claude-code capture with a user message carrying an AWS key id, a GitHub token
+/// and a zero-width space appended.
+pub fn claude_with_secrets() -> Captured {
+    let mut c = captured("claude-code-2.1.332.jsonl")
+        .into_iter()
+        .find(|c| c.target.starts_with("/v1/messages"))
+        .expect("a claude-code messages request");
+    let mut v: serde_json::Value = serde_json::from_str(&c.body).unwrap();
+    let text = format!(
+        "deploy with AWS_ACCESS_KEY_ID={AWS_KEY_ID} and GITHUB_TOKEN={} to pro{ZW}duction",
+        github_token()
+    );
+    v["messages"]
+        .as_array_mut()
+        .expect("messages")
+        .push(serde_json::json!({"role": "user", "content": [{"type": "text", "text": text}]}));
+    c.body = serde_json::to_string(&v).unwrap();
+    c
+}
+
+pub fn with_mock(c: &Captured, behaviour: &str) -> Captured {
+    let mut c = c.clone();
+    c.headers.push(("x-mock".into(), behaviour.into()));
+    c
+}
+
+/// The text of every Anthropic `text_delta` in an SSE stream, concatenated.
+pub fn sse_text(body: &[u8]) -> String {
+    let mut out = String::new();
+    for line in String::from_utf8_lossy(body).lines() {
+        if let Some(data) = line.strip_prefix("data: ")
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
+            && let Some(t) = v["delta"]["text"].as_str()
+        {
+            out.push_str(t);
+        }
+    }
+    out
 }

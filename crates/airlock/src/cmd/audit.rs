@@ -185,6 +185,13 @@ pub struct PruneArgs {
 }
 
 pub fn run(global: &Global, command: Command) -> anyhow::Result<Exit> {
+    // The data directory comes from --data-dir, else the config's `server.data_dir`, else the
+    // default: the same order the gateway uses.
+    let configured = airlock_policy::Config::load_or_default(global.config.as_deref())
+        .context("cannot read the configuration to find the data directory")?
+        .server
+        .data_dir();
+    let _ = CONFIGURED_DATA_DIR.set(configured);
     match command {
         Command::Query(a) => query(global, a),
         Command::Export(a) => export(a),
@@ -195,12 +202,16 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<Exit> {
     }
 }
 
+static CONFIGURED_DATA_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// The data directory, found the way the gateway finds it.
 fn data_dir(args: &DirArgs) -> PathBuf {
-    // TODO(lead): also read `server.data_dir` from --config once airlock-policy exposes it.
-    args.data_dir
-        .clone()
-        .unwrap_or_else(airlock_policy::paths::default_data_dir)
+    args.data_dir.clone().unwrap_or_else(|| {
+        CONFIGURED_DATA_DIR
+            .get()
+            .cloned()
+            .unwrap_or_else(airlock_policy::paths::default_data_dir)
+    })
 }
 
 fn open(args: &DirArgs) -> anyhow::Result<(PathBuf, SqliteStore)> {

@@ -67,6 +67,8 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<Exit> {
 fn print_toml<T: Serialize>(value: &T) -> anyhow::Result<Exit> {
     use std::io::Write;
     let text = toml::to_string_pretty(value).context("rendering the configuration")?;
-    std::io::stdout().write_all(text.as_bytes()).context("writing to stdout")?;
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("writing to stdout")?;
     Ok(Exit::Clean)
 }

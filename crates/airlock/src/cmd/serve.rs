@@ -48,6 +48,14 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
         let listener = gateway.bind().await?;
         let local = listener.local_addr().context("listener address")?;
         eprintln!("{LISTENING_PREFIX}{local}");
+        match gateway.audit() {
+            Some(a) => tracing::info!(
+                dir = %a.dir().display(),
+                public_key = a.public_key_hex(),
+                "audit log open"
+            ),
+            None => tracing::warn!("audit log disabled ([audit] enabled = false)"),
+        }
         gateway.serve(listener, shutdown_signal()).await?;
         Ok::<_, anyhow::Error>(())
     })?;

@@ -1,0 +1,169 @@
+//! Redaction through the gateway: real HTTP on loopback, the real agent captures with injected
+//! secrets and covert characters, the mock upstream echoing the placeholders it receives.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::BodyExt;
+
+#[tokio::test]
+async fn claude_capture_secrets_are_redacted_upstream_and_restored_in_the_stream() {
+    let mock = Mock::start().await;
+    let gw = start_gateway(&base_config(mock.addr, "")).await;
+    let c = with_mock(&claude_with_secrets(), "echo-GITHUB");
+    assert!(c.body.contains("\"stream\":true"), "the capture streams");
+    let resp = client()
+        .request(captured_request(&c, gw.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+
+    let up = mock.last();
+    let sent = String::from_utf8(up.body.to_vec()).unwrap();
+    assert!(!sent.contains(AWS_KEY_ID), "AWS key id left the gateway");
+    assert!(
+        !sent.contains(&github_token()),
+        "GitHub token left the gateway"
+    );
+    assert!(!sent.contains(ZW), "zero-width character left the gateway");
+    assert!(sent.contains("to production"), "covert character removed");
+    let ph = find_placeholder(&up.body, "GITHUB").expect("GitHub placeholder upstream");
+    assert!(
+        find_placeholder(&up.body, "AWS").is_some(),
+        "AWS placeholder"
+    );
+    assert!(
+        !up.headers.contains_key("accept-encoding"),
+        "rewritten request asks for an uncompressed answer"
+    );
+
+    let text = sse_text(&body);
+    assert_eq!(text, format!("export TOKEN={} done", github_token()));
+    assert!(!String::from_utf8_lossy(&body).contains(&ph));
+    assert!(String::from_utf8_lossy(&body).contains("message_stop"));
+}
+
+#[tokio::test]
+async fn same_request_twice_gives_byte_identical_upstream_bodies() {
+    let mock = Mock::start().await;
+    let gw = start_gateway(&base_config(mock.addr, "")).await;
+    let c = claude_with_secrets();
+    for _ in 0..2 {
+        let resp = client()
+            .request(captured_request(&c, gw.addr))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.unwrap();
+    }
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 2);
+    assert_ne!(
+        seen[0].body,
+        Bytes::from(c.body.clone()),
+        "it was rewritten"
+    );
+    assert_eq!(seen[0].body, seen[1].body, "byte-identical upstream bodies");
+}
+
+#[tokio::test]
+async fn openai_chat_json_answer_gets_the_original_back() {
+    let mock = Mock::start().await;
+    let gw = start_gateway(&base_config(mock.addr, "")).await;
+    let token = github_token();
+    let req = serde_json::json!({
+        "model": "gpt-5",
+        "messages": [
+            {"role": "system", "content": "You are a coding agent."},
+            {"role": "user", "content": format!("push with token {token} please")}
+        ]
+    })
+    .to_string();
+    let (status, headers, body) = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            JSON,
+            ("x-mock", "echo-GITHUB"),
+            ("accept-encoding", "gzip"),
+            ("session_id", "sess-openai-1"),
+        ],
+        req,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let up = mock.last();
+    assert!(!String::from_utf8_lossy(&up.body).contains(&token));
+    assert!(!up.headers.contains_key("accept-encoding"));
+    let ph = find_placeholder(&up.body, "GITHUB").expect("placeholder upstream");
+    let v = json(&body);
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        format!("export TOKEN={token}")
+    );
+    assert!(!String::from_utf8_lossy(&body).contains(&ph));
+    if let Some(len) = headers.get("content-length") {
+        assert_eq!(len.to_str().unwrap(), body.len().to_string());
+    }
+}
+
+#[tokio::test]
+async fn clean_request_keeps_accept_encoding_and_bytes() {
+    let mock = Mock::start().await;
+    let gw = start_gateway(&base_config(mock.addr, "")).await;
+    let req = r#"{"model":"gpt-5","messages":[{"role":"user","content":"list the files"}]}"#;
+    let (status, _, _) = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, ("accept-encoding", "gzip")],
+        req,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let up = mock.last();
+    assert_eq!(up.body, Bytes::from(req));
+    assert_eq!(up.headers["accept-encoding"], "gzip");
+}
+
+#[tokio::test]
+async fn block_action_answers_403_in_the_api_shape_without_the_value() {
+    let mock = Mock::start().await;
+    let gw = start_gateway(&base_config(mock.addr, "[redaction]\nsecret = \"block\"\n")).await;
+    let token = github_token();
+    let req = format!(
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{{"role":"user","content":"token {token}"}}]}}"#
+    );
+    let (status, headers, body) = send(gw.addr, "POST", "/v1/messages", &[JSON], req).await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["x-airlock-error-source"], "client");
+    let v = json(&body);
+    assert_eq!(v["type"], "error");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("messages[0]"), "{msg}");
+    assert!(!msg.contains(&token));
+    assert!(mock.seen().is_empty(), "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn invalid_redaction_table_is_a_config_error() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("airlock.toml");
+    std::fs::write(
+        &path,
+        base_config(mock.addr, "[redaction]\nsecret = \"shred\"\n"),
+    )
+    .unwrap();
+    let err = airlock_gateway::Gateway::new(airlock_gateway::ConfigSource {
+        path: Some(path),
+        data_dir: Some(dir.path().join("data")),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("[redaction]"), "{err}");
+}
