@@ -89,6 +89,9 @@ pub struct CovertHit {
 
 /// Longest decoded payload shown in a detail.
 const MAX_DETAIL_CHARS: usize = 160;
+/// Most hits [`analyze`] collects (hostile input must not exhaust memory).
+pub const MAX_HITS: usize = 100_000;
+
 /// Longest word considered for mixed-script analysis.
 const MAX_WORD_CHARS: usize = 64;
 
@@ -97,7 +100,7 @@ const MAX_WORD_CHARS: usize = 64;
 pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<CovertHit>) {
     let bytes = text.as_bytes();
     let mut i = 0usize;
-    while i < bytes.len() {
+    while i < bytes.len() && out.len() < MAX_HITS {
         let Some(p) = next_non_ascii(bytes, i) else {
             break;
         };
@@ -105,6 +108,11 @@ pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<Cover
             break;
         };
         let clen = c.len_utf8();
+        // Fast path: Han, Kana and Hangul syllables carry nothing and look like no ASCII letter.
+        if is_cjk_letter(c) {
+            i = p + clen;
+            continue;
+        }
         // 1. Tag characters.
         if is_tag(c) {
             let q = run_end(text, p, is_tag);
@@ -172,8 +180,10 @@ pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<Cover
             i = q;
             continue;
         }
-        // Fast path: Han, Kana and Hangul syllables carry nothing and look like no ASCII letter.
-        if matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7A3)
+        // Between CJK characters (or at an end) neither check below can fire: no Latin word
+        // to be part of, no ASCII context. This skips CJK punctuation without Unicode lookups.
+        if text[..p].chars().next_back().is_none_or(is_plain_cjk)
+            && text[p + clen..].chars().next().is_none_or(is_plain_cjk)
         {
             i = p + clen;
             continue;
@@ -207,7 +217,11 @@ pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<Cover
             continue;
         }
         // 6. Punctuation / fullwidth look-alikes in ASCII context.
-        if enabled[Detector::ConfusablePunctuation.index()] && ascii_prototype_punct(c).is_some() {
+        // (The character before decides alone when it is not ASCII: checked first, it is cheap.)
+        if enabled[Detector::ConfusablePunctuation.index()]
+            && ascii_before(text, p)
+            && ascii_prototype_punct(c).is_some()
+        {
             let q = run_end(text, p, |c| ascii_prototype_punct(c).is_some());
             let ascii_ctx = ascii_context(text, p, q);
             if ascii_ctx {
@@ -229,6 +243,16 @@ pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<Cover
         }
         i = p + clen;
     }
+}
+
+/// Kana, Han and Hangul syllables: never carriers, never ASCII look-alikes, never Latin.
+fn is_cjk_letter(c: char) -> bool {
+    matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7A3)
+}
+
+/// [`is_cjk_letter`] or CJK punctuation: as a neighbour, neither Latin nor ASCII.
+fn is_plain_cjk(c: char) -> bool {
+    is_cjk_letter(c) || matches!(c as u32, 0x3001..=0x303F)
 }
 
 /// Position of the first non-ASCII byte at or after `from`; skips ASCII 32 bytes at a time
@@ -616,6 +640,17 @@ fn ascii_context(text: &str, p: usize, q: usize) -> bool {
     (before.is_some() || after.is_some())
         && before.is_none_or(|c| c.is_ascii())
         && after.is_none_or(|c| c.is_ascii())
+}
+
+/// The `before` half of [`ascii_context`]: the nearest non-space character before `p` (within
+/// 16 characters) is ASCII, or there is none.
+fn ascii_before(text: &str, p: usize) -> bool {
+    text[..p]
+        .chars()
+        .rev()
+        .take(16)
+        .find(|c| !c.is_whitespace())
+        .is_none_or(|c| c.is_ascii())
 }
 
 /// Typographic punctuation that is normal in prose and never flagged.

@@ -232,11 +232,16 @@ impl Engine {
 
     /// Scan text. Findings are sorted by start offset.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
-        self.scan_bytes(text.as_bytes())
+        self.scan_inner(text.as_bytes(), Some(text))
     }
 
     /// Scan bytes; invalid UTF-8 is tolerated and offsets are byte offsets into `bytes`.
     pub fn scan_bytes(&self, bytes: &[u8]) -> Vec<Finding> {
+        self.scan_inner(bytes, None)
+    }
+
+    /// `text` is `bytes` as `str` when the caller already knows it is valid UTF-8.
+    fn scan_inner(&self, bytes: &[u8], text: Option<&str>) -> Vec<Finding> {
         let n_rules = self.rules.len();
         let mut windows: Vec<Vec<Window>> = vec![Vec::new(); n_rules];
         let push = |windows: &mut Vec<Vec<Window>>, r: usize, w: Window| {
@@ -312,14 +317,20 @@ impl Engine {
         }
         if !bytes.is_ascii() && self.covert_enabled.iter().any(|&b| b) {
             let mut hits = Vec::new();
-            let mut off = 0;
-            for chunk in bytes.utf8_chunks() {
-                covert::analyze(chunk.valid(), off, &self.covert_enabled, &mut hits);
-                off += chunk.valid().len() + chunk.invalid().len();
-                if hits.len() > MAX_FINDINGS {
-                    break;
+            if let Some(text) = text.or_else(|| std::str::from_utf8(bytes).ok()) {
+                // Valid UTF-8, the usual case: one pass, no chunking.
+                covert::analyze(text, 0, &self.covert_enabled, &mut hits);
+            } else {
+                let mut off = 0;
+                for chunk in bytes.utf8_chunks() {
+                    covert::analyze(chunk.valid(), off, &self.covert_enabled, &mut hits);
+                    off += chunk.valid().len() + chunk.invalid().len();
+                    if hits.len() > MAX_FINDINGS {
+                        break;
+                    }
                 }
             }
+            hits.truncate(MAX_FINDINGS);
             for h in hits {
                 let Some(ri) = self.covert_rules[h.detector as usize] else {
                     continue;
