@@ -49,4 +49,13 @@ pub trait Detector: Send + Sync {
     /// ASCII). Called only for texts with a covert detection whose action is `normalize`; the
     /// replacements inside that detection's range are applied.
     fn normalize(&self, text: &str, out: &mut Vec<Replacement>);
+    /// Whether a JSON string literal with exactly these raw (still escaped) bytes is known to
+    /// hold nothing this detector finds, so the caller may skip decoding and scanning it.
+    /// Agents resend the whole conversation every turn: on a long conversation nearly every
+    /// literal was seen on the previous turn. Default: never known.
+    fn known_clean(&self, _raw: &[u8]) -> bool {
+        false
+    }
+    /// Remember that the JSON string literal with these raw bytes held no detection at all.
+    fn note_clean(&self, _raw: &[u8]) {}
 }

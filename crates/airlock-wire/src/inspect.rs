@@ -112,7 +112,8 @@ pub struct Inspection {
     pub body: Option<Vec<u8>>,
     /// Image, document, audio and file parts seen and not scanned.
     pub media_parts: usize,
-    /// Text leaves scanned and their total decoded size.
+    /// Text leaves scanned and their total decoded size (raw size for literals the detector
+    /// already knew to be clean, which are not decoded).
     pub text_leaves: usize,
     pub text_bytes: usize,
     pub dry_run: bool,
@@ -147,6 +148,7 @@ pub fn inspect(
             ..Inspection::default()
         },
         scratch: Vec::new(),
+        dirty: false,
     };
     let mut edits = Vec::new();
     match api {
@@ -167,6 +169,8 @@ struct Cx<'a> {
     scope: &'a VaultScope,
     out: Inspection,
     scratch: Vec<Detection>,
+    /// Set when the detector found anything in the leaf being walked (see `remembered`).
+    dirty: bool,
 }
 
 const MEDIA_TYPES: &[&str] = &[
@@ -224,6 +228,7 @@ impl Cx<'_> {
         dets.clear();
         self.det.detect(text, &mut dets);
         let mut edits = Vec::new();
+        self.dirty |= !dets.is_empty();
         if dets.is_empty() {
             self.scratch = dets;
             return edits;
@@ -305,10 +310,29 @@ impl Cx<'_> {
         edits
     }
 
+    /// Run `walk` over the string literal `s` unless the detector already knows its raw bytes
+    /// hold nothing; afterwards tell the detector when they held nothing.
+    fn remembered(&mut self, src: &str, s: &Str, walk: impl FnOnce(&mut Self)) {
+        let raw = s.raw(src).as_bytes();
+        if self.det.known_clean(raw) {
+            self.out.text_leaves += 1;
+            self.out.text_bytes += raw.len();
+            return;
+        }
+        let outer = std::mem::replace(&mut self.dirty, false);
+        walk(self);
+        if !self.dirty {
+            self.det.note_clean(raw);
+        }
+        self.dirty |= outer;
+    }
+
     fn text(&mut self, src: &str, s: &Str, loc: &Location, modifiable: bool, out: &mut Vec<Edit>) {
-        let dec = s.decode(src);
-        let edits = self.scan_text(&dec.text, loc, modifiable);
-        dec.map_edits(to_edits(edits), out);
+        self.remembered(src, s, |cx| {
+            let dec = s.decode(src);
+            let edits = cx.scan_text(&dec.text, loc, modifiable);
+            dec.map_edits(to_edits(edits), out);
+        });
     }
 
     /// A string holding JSON (tool-call arguments): walk the inner document's strings so that
@@ -321,23 +345,25 @@ impl Cx<'_> {
         modifiable: bool,
         out: &mut Vec<Edit>,
     ) {
-        let dec = s.decode(src);
-        let inner: &str = &dec.text;
-        match json::parse(inner) {
-            Ok(v @ (Val::Obj(_) | Val::Arr(_))) => {
-                let mut inner_edits = Vec::new();
-                let iloc = Location {
-                    path: format!("{}$", loc.path),
-                    ..loc.clone()
-                };
-                self.generic(inner, &v, &iloc, modifiable, &mut inner_edits);
-                dec.map_edits(inner_edits, out);
+        self.remembered(src, s, |cx| {
+            let dec = s.decode(src);
+            let inner: &str = &dec.text;
+            match json::parse(inner) {
+                Ok(v @ (Val::Obj(_) | Val::Arr(_))) => {
+                    let mut inner_edits = Vec::new();
+                    let iloc = Location {
+                        path: format!("{}$", loc.path),
+                        ..loc.clone()
+                    };
+                    cx.generic(inner, &v, &iloc, modifiable, &mut inner_edits);
+                    dec.map_edits(inner_edits, out);
+                }
+                _ => {
+                    let edits = cx.scan_text(inner, loc, modifiable);
+                    dec.map_edits(to_edits(edits), out);
+                }
             }
-            _ => {
-                let edits = self.scan_text(inner, loc, modifiable);
-                dec.map_edits(to_edits(edits), out);
-            }
-        }
+        });
     }
 
     /// Every string leaf under `v` (values, not keys), skipping opaque keys and media parts.
