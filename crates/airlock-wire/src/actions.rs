@@ -169,9 +169,127 @@ impl Actions {
     }
 }
 
+/// The whole `[redaction]` section: the base [`Actions`], then overrides by tool
+/// (`[redaction.tool.<agent id>]`) and by team (`[redaction.team.<name>]`), applied in that
+/// order, so a team's choice wins over a tool's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedactionPolicy {
+    pub base: Actions,
+    pub tool: BTreeMap<String, ActionsOverride>,
+    pub team: BTreeMap<String, ActionsOverride>,
+}
+
+impl RedactionPolicy {
+    /// Parse the `[redaction]` table. Errors name the offending key (`team.payments.pii`).
+    pub fn from_table(table: &toml::Table) -> Result<RedactionPolicy, String> {
+        let mut base = table.clone();
+        let tool = base.remove("tool");
+        let team = base.remove("team");
+        let base: Actions = toml::Value::Table(base)
+            .try_into()
+            .map_err(|e: toml::de::Error| e.message().to_string())?;
+        let overrides = |name: &str, v: Option<toml::Value>| {
+            let mut out = BTreeMap::new();
+            let Some(v) = v else { return Ok(out) };
+            let toml::Value::Table(t) = v else {
+                return Err(format!(
+                    "{name}: expected a table of tables, e.g. [redaction.{name}.NAME]"
+                ));
+            };
+            for (k, v) in t {
+                let o: ActionsOverride = v
+                    .try_into()
+                    .map_err(|e: toml::de::Error| format!("{name}.{k}: {}", e.message()))?;
+                out.insert(k, o);
+            }
+            Ok(out)
+        };
+        Ok(RedactionPolicy {
+            base,
+            tool: overrides("tool", tool)?,
+            team: overrides("team", team)?,
+        })
+    }
+
+    /// The actions for a request from `team` (if any) with tool `tool`. Borrowed when no
+    /// override applies (the common case costs nothing).
+    pub fn for_subject(&self, team: Option<&str>, tool: &str) -> std::borrow::Cow<'_, Actions> {
+        let by_tool = self.tool.get(tool);
+        let by_team = team.and_then(|t| self.team.get(t));
+        if by_tool.is_none() && by_team.is_none() {
+            return std::borrow::Cow::Borrowed(&self.base);
+        }
+        let mut a = self.base.clone();
+        if let Some(o) = by_tool {
+            a = a.with(o);
+        }
+        if let Some(o) = by_team {
+            a = a.with(o);
+        }
+        std::borrow::Cow::Owned(a)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_with_team_and_tool_overrides() {
+        let t: toml::Table = toml::from_str(
+            r#"
+            pii = "log"
+            [rules]
+            email = "log"
+            [tool.qwen-code]
+            secret = "block"
+            pii = "redact"
+            [team.payments]
+            pii = "block"
+            dry_run = true
+            "#,
+        )
+        .unwrap();
+        let p = RedactionPolicy::from_table(&t).unwrap();
+        assert!(matches!(
+            p.for_subject(None, "claude-code"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            p.for_subject(None, "claude-code")
+                .resolve("x", Category::Pii),
+            Resolved::Log
+        );
+        let q = p.for_subject(None, "qwen-code");
+        assert_eq!(q.resolve("x", Category::Secret), Resolved::Block);
+        assert_eq!(q.resolve("x", Category::Pii), Resolved::Redact);
+        // The base's rule override still applies under a tool override.
+        assert_eq!(q.resolve("email", Category::Pii), Resolved::Log);
+        // Team wins over tool.
+        let both = p.for_subject(Some("payments"), "qwen-code");
+        assert_eq!(both.resolve("x", Category::Pii), Resolved::Block);
+        assert_eq!(both.resolve("x", Category::Secret), Resolved::Block);
+        assert!(both.dry_run);
+        assert!(!p.for_subject(Some("other"), "qwen-code").dry_run);
+    }
+
+    #[test]
+    fn policy_errors_name_the_key() {
+        let bad: toml::Table = toml::from_str("[team.payments]\npii = \"maybe\"\n").unwrap();
+        let e = RedactionPolicy::from_table(&bad).unwrap_err();
+        assert!(e.starts_with("team.payments:"), "{e}");
+        let bad: toml::Table = toml::from_str("[tool.x]\nsecrets = \"redact\"\n").unwrap();
+        let e = RedactionPolicy::from_table(&bad).unwrap_err();
+        assert!(e.contains("tool.x") && e.contains("secrets"), "{e}");
+        let bad: toml::Table = toml::from_str("tool = 3\n").unwrap();
+        assert!(RedactionPolicy::from_table(&bad).is_err());
+        let bad: toml::Table = toml::from_str("secrt = \"redact\"\n").unwrap();
+        assert!(
+            RedactionPolicy::from_table(&bad)
+                .unwrap_err()
+                .contains("secrt")
+        );
+    }
 
     #[test]
     fn defaults_and_overrides() {

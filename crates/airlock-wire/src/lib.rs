@@ -31,7 +31,7 @@ mod vault;
 
 pub use actions::{
     Action, Actions, ActionsOverride, CovertAction, DEFAULT_COVERT, DEFAULT_CUSTOM, DEFAULT_PII,
-    DEFAULT_SECRET, Resolved, RuleAction,
+    DEFAULT_SECRET, RedactionPolicy, Resolved, RuleAction,
 };
 pub use cache::{CACHE_MIN_TEXT, CachedDetector, DEFAULT_CACHE_ENTRIES};
 pub use detector::{Category, Detection, Detector, Replacement};
