@@ -133,3 +133,112 @@ fn findings_never_contain_the_value() {
         }
     }
 }
+
+mod props {
+    //! Properties over generated input: any bytes scan without panic into well-formed findings,
+    //! and every rule's positive examples are still found, at the shifted span, inside
+    //! arbitrary surrounding text.
+    use super::parse_example;
+    use airlock_detect::Engine;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    fn engine() -> &'static Engine {
+        static E: OnceLock<Engine> = OnceLock::new();
+        E.get_or_init(|| Engine::builtin().unwrap())
+    }
+
+    /// Fragments that anchor rules, so generated input reaches the regexes and validators,
+    /// mixed with arbitrary bytes.
+    fn fragment() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..24),
+            prop::sample::select(vec![
+                "ghp_",
+                "AKIA",
+                "sk-ant-api03-",
+                "xoxb-",
+                "glpat-",
+                "password=",
+                "token: ",
+                "@",
+                ".com",
+                "+86 138",
+                "4111 1111",
+                "-----BEGIN ",
+                "PRIVATE KEY-----",
+                "eyJ",
+                "://u:p@",
+                "\u{200B}",
+                "\u{E0041}\u{E0042}",
+                "\u{202E}",
+                "\u{02BC}",
+                "\u{0430}",
+                "\u{FE0F}\u{FE01}",
+                "\n",
+                "\"",
+                "\\u00",
+                " ",
+                "0123456789",
+                "\u{4E2D}\u{6587}",
+            ])
+            .prop_map(|s| s.as_bytes().to_vec()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_input_gives_well_formed_findings(
+            parts in proptest::collection::vec(fragment(), 0..64)
+        ) {
+            let bytes: Vec<u8> = parts.concat();
+            let found = engine().scan_bytes(&bytes);
+            let mut last = 0;
+            for f in &found {
+                prop_assert!(f.start < f.end && f.end <= bytes.len(), "{}..{} of {}", f.start, f.end, bytes.len());
+                prop_assert!(f.start >= last, "findings sorted by start");
+                last = f.start;
+                prop_assert!(f.line >= 1 && f.column >= 1);
+                prop_assert_eq!(f.fingerprint.len(), 32);
+                let value = &bytes[f.start..f.end];
+                if value.len() >= 12 {
+                    prop_assert!(
+                        !f.preview.as_bytes().windows(value.len()).any(|w| w == value),
+                        "{}: preview holds the whole value", f.rule_id
+                    );
+                }
+            }
+            // Deterministic.
+            let again = engine().scan_bytes(&bytes);
+            prop_assert_eq!(found.len(), again.len());
+        }
+
+        #[test]
+        fn examples_are_found_in_any_surrounding_text(
+            rule_pick in any::<prop::sample::Index>(),
+            ex_pick in any::<prop::sample::Index>(),
+            before in "[a-z ,;.]{0,200}",
+            after in "[a-z ,;.]{0,200}",
+        ) {
+            let rules: Vec<_> = engine().rules().iter().filter(|r| !r.examples.is_empty()).collect();
+            let rule = rules[rule_pick.index(rules.len())];
+            let (text, spans) = parse_example(&rule.examples[ex_pick.index(rule.examples.len())]);
+            let shift = before.len() + 1;
+            let whole = format!("{before}\n{text}\n{after}");
+            let found: Vec<(usize, usize)> = engine()
+                .scan(&whole)
+                .into_iter()
+                .filter(|f| f.rule_id == rule.id)
+                .map(|f| (f.start, f.end))
+                .collect();
+            for (s, e) in spans {
+                prop_assert!(
+                    found.contains(&(s + shift, e + shift)),
+                    "{}: expected {}..{} in {:?}", rule.id, s + shift, e + shift, found
+                );
+            }
+        }
+    }
+}
