@@ -4,18 +4,20 @@
 //! agents in the catalogue (`rules/agents.toml`): npm global installs in every common layout
 //! (system, `~/.npm-global`, nvm, volta, pnpm, fnm, bun, asdf, mise), executables on `PATH` and
 //! in native-installer locations, editor extensions (VS Code, VS Code Server, Insiders, Cursor,
-//! Windsurf, VSCodium), agent config directories with the settings in them that route traffic,
-//! and running processes (`/proc`, or a fake proc directory in tests). Each finding gets its
-//! version, how the agent reaches its model ([`routing::Via`]), the advisories covering that
-//! version and the verdict of the same [`airlock_policy::Policy`] the gateway enforces.
+//! Windsurf, VSCodium), JetBrains IDE plugins (the catalogue's `jetbrains_plugins`, identified
+//! by each plugin jar's `META-INF/plugin.xml`, see [`jetbrains`]), agent config directories
+//! with the settings in them that route traffic, and running processes (`/proc`, or a fake proc
+//! directory in tests). Each finding gets its version, how the agent reaches its model
+//! ([`routing::Via`]), the advisories covering that version and the verdict of the same
+//! [`airlock_policy::Policy`] the gateway enforces.
 //!
 //! What it does not do: write anything, follow a symbolic link out of the scanned tree (see
 //! [`root`]), touch the network, or run a found tool — except `<tool> --version` when the
 //! caller asks for it, the catalogue marks it `version_safe`, and the root is this machine's
 //! own `/`. It never reports a command line (it may hold prompt text) or an environment value
-//! other than an agent's base URL or proxy, stripped of credentials. JetBrains plugins are not
-//! looked for yet: the catalogue has no field for their plugin ids.
+//! other than an agent's base URL or proxy, stripped of credentials.
 
+pub mod jetbrains;
 pub mod render;
 pub mod root;
 pub mod routing;
@@ -108,6 +110,16 @@ impl Kind {
     }
 }
 
+/// The JetBrains IDE a plugin was found in, from its configuration directory's name
+/// (`IntelliJIdea2024.3`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ide {
+    /// `IntelliJIdea`, `IdeaIC`, `PyCharm`, `GoLand`, `AndroidStudio` ...
+    pub product: String,
+    /// The IDE's major version, e.g. `2024.3`.
+    pub version: String,
+}
+
 /// The policy's answer for one finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
@@ -126,7 +138,8 @@ pub struct Finding {
     /// Display name, e.g. `Claude Code`.
     pub name: String,
     pub version: Option<String>,
-    /// `package.json`, `path` (a versioned file or directory name), `extension` or `executed`.
+    /// `package.json`, `path` (a versioned file or directory name), `plugin.xml` (a JetBrains
+    /// plugin's descriptor) or `executed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version_source: Option<String>,
     pub kind: Kind,
@@ -137,12 +150,16 @@ pub struct Finding {
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
-    /// npm package name or editor extension id.
+    /// npm package name, editor extension id or JetBrains plugin id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
-    /// `npm`, `pnpm`, `volta`, `bun` for npm findings; the editor for extensions.
+    /// `npm`, `pnpm`, `volta`, `bun` for npm findings; the editor for extensions (`jetbrains`
+    /// for JetBrains plugins).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manager: Option<String>,
+    /// JetBrains plugins: the IDE product and version it is installed in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ide: Option<Ide>,
     pub routing: Routing,
     /// Advisories covering this version.
     pub advisories: Vec<String>,
@@ -219,6 +236,7 @@ pub fn scan(
     s.scan_native();
     s.scan_path();
     s.scan_extensions();
+    s.scan_jetbrains();
     s.scan_configs();
     s.scan_processes();
 
@@ -277,10 +295,13 @@ fn system_routing(homes: &[BTreeMap<String, Routing>], agent: &str) -> Routing {
 }
 
 fn judge(raw: Raw<'_>, routing: Routing, user: Option<String>, policy: &Policy) -> Finding {
+    // A JetBrains plugin's version is not the agent's: advisories and version-conditioned rules
+    // are written against the agent's releases, so the plugin is judged as "version unknown".
+    let judged_version = raw.version.clone().filter(|_| raw.agent_version);
     let identity = Identity {
         agent: Some(raw.agent.id.clone()),
         name: Some(raw.agent.name.clone()),
-        version: raw.version.clone(),
+        version: judged_version.clone(),
         signal: format!("inventory:{}", raw.kind.as_str()),
     };
     let decision: Decision = policy.decide(&Subject {
@@ -289,8 +310,7 @@ fn judge(raw: Raw<'_>, routing: Routing, user: Option<String>, policy: &Policy) 
         identity: &identity,
         model: None,
     });
-    let advisories: Vec<String> = raw
-        .version
+    let advisories: Vec<String> = judged_version
         .as_deref()
         .map(|v| {
             policy
@@ -325,6 +345,7 @@ fn judge(raw: Raw<'_>, routing: Routing, user: Option<String>, policy: &Policy) 
         pid: raw.pid,
         package: raw.package,
         manager: raw.manager,
+        ide: raw.ide,
         routing,
         advisories,
         verdict: Verdict {
@@ -363,6 +384,12 @@ pub(crate) enum Remedy {
     Process {
         pid: u32,
     },
+    /// A JetBrains plugin directory or jar, in the named IDE.
+    JetBrains {
+        path: String,
+        dir: bool,
+        ide: String,
+    },
 }
 
 struct Raw<'a> {
@@ -377,6 +404,11 @@ struct Raw<'a> {
     manager: Option<String>,
     remedy: Remedy,
     env_routing: Option<Routing>,
+    /// The JetBrains IDE a plugin was found in.
+    ide: Option<Ide>,
+    /// Whether `version` is the agent's own version, so that advisories and version-conditioned
+    /// rules apply to it. A JetBrains plugin's version is its own release line, so it is not.
+    agent_version: bool,
 }
 
 struct Home {
@@ -446,6 +478,24 @@ const EDITORS: &[(&str, &str, &str)] = &[
         "windsurf-server",
         "windsurf",
     ),
+];
+/// JetBrains configuration roots under a home: the directory holding one directory per IDE
+/// (`IntelliJIdea2024.3`), the product prefix required (Google's directory holds Android Studio
+/// among others), and where the plugins are inside an IDE's directory.
+const JETBRAINS: &[(&str, &str, &str)] = &[
+    // Linux, 2020.1 and later: every subdirectory of the IDE's directory is a plugin.
+    ("~/.local/share/JetBrains", "", ""),
+    ("~/.local/share/Google", "AndroidStudio", ""),
+    // macOS
+    ("~/Library/Application Support/JetBrains", "", "plugins"),
+    (
+        "~/Library/Application Support/Google",
+        "AndroidStudio",
+        "plugins",
+    ),
+    // Windows, with the home as `C:\Users\<user>`
+    ("~/AppData/Roaming/JetBrains", "", "plugins"),
+    ("~/AppData/Roaming/Google", "AndroidStudio", "plugins"),
 ];
 /// Platform suffixes of extension directory names.
 const PLATFORMS: &[&str] = &[
@@ -649,6 +699,8 @@ impl<'a> Scanner<'a> {
                 package: pkg.to_string(),
             },
             env_routing: None,
+            ide: None,
+            agent_version: true,
         });
     }
 
@@ -760,6 +812,8 @@ impl<'a> Scanner<'a> {
                                     dir: is_dir,
                                 },
                                 env_routing: None,
+                                ide: None,
+                                agent_version: true,
                             });
                         }
                     } else {
@@ -820,6 +874,8 @@ impl<'a> Scanner<'a> {
             manager: None,
             remedy,
             env_routing: None,
+            ide: None,
+            agent_version: true,
         });
     }
 
@@ -924,12 +980,183 @@ impl<'a> Scanner<'a> {
                                     id: id.clone(),
                                 },
                                 env_routing: None,
+                                ide: None,
+                                agent_version: true,
                             });
                         }
                     }
                 }
             }
         }
+    }
+
+    /// JetBrains IDE plugins in every known configuration layout, identified by the `<id>` of
+    /// their `META-INF/plugin.xml`, or by their directory name when that cannot be read.
+    fn scan_jetbrains(&mut self) {
+        if self
+            .cat
+            .agents()
+            .iter()
+            .all(|a| a.jetbrains_plugins.is_empty())
+        {
+            return;
+        }
+        for hi in 0..self.homes.len() {
+            let home = self.homes[hi].vpath.clone();
+            // (plugins directory, IDE product, IDE version)
+            let mut plugin_dirs: Vec<(PathBuf, String, String)> = Vec::new();
+            for (rel, prefix, sub) in JETBRAINS {
+                let base = airlock_policy::paths::expand_home(rel, &home);
+                if !self.fs.is_dir(&base) {
+                    continue;
+                }
+                for name in self.list(&base) {
+                    let Some((product, version)) = jetbrains::ide_dir(&name) else {
+                        continue;
+                    };
+                    if !product.starts_with(prefix) {
+                        continue;
+                    }
+                    let dir = if sub.is_empty() {
+                        base.join(&name)
+                    } else {
+                        base.join(&name).join(sub)
+                    };
+                    plugin_dirs.push((dir, product, version));
+                }
+            }
+            // Before 2020.1: `~/.IntelliJIdea2019.3/config/plugins` (Linux, Windows).
+            if self.fs.is_dir(&home) {
+                for name in self.list(&home) {
+                    if !name.starts_with('.') {
+                        continue;
+                    }
+                    if let Some((product, version)) = jetbrains::ide_dir(&name) {
+                        plugin_dirs.push((
+                            home.join(&name).join("config/plugins"),
+                            product,
+                            version,
+                        ));
+                    }
+                }
+            }
+            for (dir, product, version) in plugin_dirs {
+                if !self.fs.is_dir(&dir) {
+                    continue;
+                }
+                let ide = Ide { product, version };
+                for name in self.list(&dir) {
+                    self.jetbrains_plugin(hi, &dir.join(&name), &name, &ide);
+                }
+            }
+        }
+    }
+
+    /// One entry of a JetBrains plugins directory.
+    fn jetbrains_plugin(&mut self, hi: usize, entry: &Path, name: &str, ide: &Ide) {
+        let Ok((_, md)) = self.fs.metadata(entry) else {
+            return;
+        };
+        let is_jar = md.is_file() && jetbrains::strip_jar(name).is_some();
+        if !md.is_dir() && !is_jar {
+            return;
+        }
+        let jars: Vec<PathBuf> = if is_jar {
+            vec![entry.to_path_buf()]
+        } else {
+            let lib = entry.join("lib");
+            if !self.fs.is_dir(&lib) {
+                return;
+            }
+            // The plugin's own jar is usually named after its directory: try it first.
+            let lower = name.to_ascii_lowercase();
+            let mut jars: Vec<(bool, String)> = self
+                .list(&lib)
+                .into_iter()
+                .filter(|n| jetbrains::strip_jar(n).is_some())
+                .map(|n| (!n.to_ascii_lowercase().starts_with(&lower), n))
+                .collect();
+            jars.sort();
+            jars.into_iter()
+                .take(jetbrains::MAX_JARS_PER_PLUGIN)
+                .map(|(_, n)| lib.join(n))
+                .collect()
+        };
+        let mut descriptor = None;
+        let mut problem: Option<(PathBuf, String)> = None;
+        for jar in jars {
+            let host = match self.fs.metadata(&jar) {
+                Ok((r, md)) if md.is_file() => r.host,
+                Ok(_) => continue,
+                Err(e) => {
+                    problem.get_or_insert((jar.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            match jetbrains::read_jar(&host) {
+                Ok(Some(d)) => {
+                    descriptor = Some(d);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    problem.get_or_insert((jar.clone(), e.to_string()));
+                }
+            }
+        }
+        // A descriptor without `<id>` is identified by its `<name>` (as the IDE does).
+        let id = descriptor
+            .as_ref()
+            .and_then(|d| d.id.clone().or_else(|| d.name.clone()));
+        // The descriptor decides; the directory or jar name only when there is none.
+        let key = id
+            .clone()
+            .unwrap_or_else(|| jetbrains::fallback_name(name, is_jar));
+        let Some(agent) = self.cat.agents().iter().find(|a| {
+            a.jetbrains_plugins
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(&key))
+        }) else {
+            if descriptor.is_none()
+                && let Some((path, message)) = &problem
+            {
+                tracing::debug!(path = %path.display(), %message, "unreadable JetBrains plugin");
+            }
+            return;
+        };
+        if descriptor.is_none() {
+            let (path, message) = problem.unwrap_or_else(|| {
+                (
+                    entry.to_path_buf(),
+                    "no jar with META-INF/plugin.xml; version unknown".to_string(),
+                )
+            });
+            self.errors.insert(ScanError {
+                path: path.display().to_string(),
+                message: format!("JetBrains plugin descriptor not read: {message}"),
+            });
+        }
+        let version = descriptor.and_then(|d| d.version).filter(|v| is_version(v));
+        let location = entry.display().to_string();
+        self.push(Raw {
+            agent,
+            version_source: version.as_ref().map(|_| "plugin.xml"),
+            version,
+            kind: Kind::Extension,
+            location: location.clone(),
+            home: Some(hi),
+            pid: None,
+            package: Some(key),
+            manager: Some("jetbrains".to_string()),
+            remedy: Remedy::JetBrains {
+                path: location,
+                dir: !is_jar,
+                ide: format!("{} {}", ide.product, ide.version),
+            },
+            env_routing: None,
+            ide: Some(ide.clone()),
+            agent_version: false,
+        });
     }
 
     /// Extension directories VS Code has marked for deletion.
@@ -989,6 +1216,8 @@ impl<'a> Scanner<'a> {
                     manager: None,
                     remedy: Remedy::Config { path: loc },
                     env_routing: None,
+                    ide: None,
+                    agent_version: true,
                 });
                 let _ = is_dir;
             }
@@ -1113,6 +1342,8 @@ impl<'a> Scanner<'a> {
                 manager: None,
                 remedy: Remedy::Process { pid },
                 env_routing,
+                ide: None,
+                agent_version: true,
             });
         }
     }

@@ -103,6 +103,14 @@ pub(crate) fn remediation(remedy: &Remedy, agent: &Agent, fixed: Option<&str>) -
         Remedy::Process { pid } => {
             out.push(format!("kill {pid}"));
         }
+        Remedy::JetBrains { path, dir, ide } => {
+            out.push(format!(
+                "# quit {} first (or remove the plugin in its Settings | Plugins)",
+                printable(ide)
+            ));
+            let flag = if *dir { "-rf" } else { "-f" };
+            out.push(format!("rm {flag} {}", sh_quote(path)));
+        }
     }
     // With an update available, the removal is an alternative: comment it out.
     if fixed.is_some() && out.len() > 1 {
@@ -189,7 +197,15 @@ pub fn human(report: &Report) -> String {
             }
             let location = match (f.pid, &f.manager) {
                 (Some(pid), _) => format!("pid {pid} {}", printable(&f.location)),
-                (None, Some(m)) => format!("{} [{m}]", printable(&f.location)),
+                (None, Some(m)) => match &f.ide {
+                    Some(ide) => format!(
+                        "{} [{m} {} {}]",
+                        printable(&f.location),
+                        printable(&ide.product),
+                        printable(&ide.version)
+                    ),
+                    None => format!("{} [{m}]", printable(&f.location)),
+                },
                 _ => printable(&f.location),
             };
             [

@@ -60,6 +60,11 @@ pub struct Agent {
     /// Editor extension ids (`publisher.name`), matched case-insensitively.
     #[serde(default)]
     pub editor_extensions: Vec<String>,
+    /// JetBrains IDE plugins: the `<id>` of the plugin's `META-INF/plugin.xml` (authoritative
+    /// when the descriptor can be read) and/or the plugin's directory or jar name in the IDE's
+    /// plugins directory (used only when it cannot). Matched case-insensitively.
+    #[serde(default)]
+    pub jetbrains_plugins: Vec<String>,
     #[serde(default)]
     pub process_names: Vec<String>,
     /// Arguments that print the version.
@@ -445,4 +450,51 @@ impl Catalogue {
 
 fn tracing_fallback(e: &PolicyError) {
     eprintln!("error: the embedded agent catalogue is invalid (a build defect): {e}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO_AGENTS: &str = r#"
+schema_version = 1
+
+[[agent]]
+id = "x"
+name = "X"
+vendor = "V"
+jetbrains_plugins = ["com.example.x", "x-jetbrains-plugin"]
+
+[[agent]]
+id = "y"
+name = "Y"
+vendor = "V"
+"#;
+
+    #[test]
+    fn jetbrains_plugins_parse_and_default_to_empty() {
+        let cat = Catalogue::from_toml(TWO_AGENTS, "t.toml").unwrap();
+        assert_eq!(
+            cat.get("x").unwrap().jetbrains_plugins,
+            ["com.example.x", "x-jetbrains-plugin"]
+        );
+        assert!(cat.get("y").unwrap().jetbrains_plugins.is_empty());
+        // The key is checked like every other: a misspelling is an error, not ignored.
+        let bad = TWO_AGENTS.replace("jetbrains_plugins", "jetbrains_plugin");
+        let e = Catalogue::from_toml(&bad, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("jetbrains_plugin"), "{e}");
+        // A list of strings, nothing else.
+        let bad = TWO_AGENTS.replace(r#"["com.example.x", "x-jetbrains-plugin"]"#, "\"x\"");
+        assert!(Catalogue::from_toml(&bad, "t.toml").is_err());
+    }
+
+    #[test]
+    fn embedded_catalogue_names_jetbrains_plugins() {
+        let cat = Catalogue::embedded();
+        let ids = |a: &str| cat.get(a).unwrap().jetbrains_plugins.clone();
+        assert!(ids("claude-code").contains(&"com.anthropic.code.plugin".to_string()));
+        assert!(ids("copilot-cli").contains(&"com.github.copilot".to_string()));
+    }
 }

@@ -340,3 +340,167 @@ fn run_version_on_the_system_root() {
         .unwrap();
     assert_eq!(f["version"], serde_json::Value::Null);
 }
+
+/// CRC-32 (IEEE), for the hand-built jar below.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for b in data {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A jar (zip, entries stored) built byte by byte from the zip specification: local headers,
+/// central directory, end record. Independent of the zip library the scanner reads it with.
+fn stored_jar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in entries {
+        let offset = out.len() as u32;
+        let (crc, len, nlen) = (crc32(data), data.len() as u32, name.len() as u16);
+        out.extend_from_slice(b"PK\x03\x04");
+        out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]); // version, flags, stored, time, date
+        for v in [crc, len, len] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&nlen.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(data);
+        central.extend_from_slice(b"PK\x01\x02");
+        central.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
+        for v in [crc, len, len] {
+            central.extend_from_slice(&v.to_le_bytes());
+        }
+        central.extend_from_slice(&nlen.to_le_bytes());
+        central.extend_from_slice(&[0; 8]); // extra, comment, disk, internal attributes
+        central.extend_from_slice(&0u32.to_le_bytes()); // external attributes
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+    }
+    let cd_offset = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(b"PK\x05\x06\0\0\0\0");
+    let n = entries.len() as u16;
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+#[test]
+fn jetbrains_plugins_are_reported_and_judged() {
+    let m = machine("2.1.332");
+    let r = m.path();
+    let plugin = "/home/alice/.local/share/JetBrains/IntelliJIdea2025.2/github-copilot-intellij";
+    let xml = "<idea-plugin>\n  <id>com.github.copilot</id>\n  <name>GitHub Copilot</name>\n  \
+               <version>1.5.59-243</version>\n</idea-plugin>\n";
+    let p = r.join(plugin.trim_start_matches('/')).join("lib");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(
+        p.join("github-copilot-intellij-1.5.59-243.jar"),
+        stored_jar(&[
+            ("META-INF/MANIFEST.MF", b"Manifest-Version: 1.0\r\n"),
+            ("META-INF/plugin.xml", xml.as_bytes()),
+        ]),
+    )
+    .unwrap();
+    let cfg = m.path().join("airlock.toml");
+    std::fs::write(
+        &cfg,
+        "[[policy.rule]]\nid = \"no-copilot\"\ntools = [\"copilot-cli\"]\naction = \"deny\"\n",
+    )
+    .unwrap();
+
+    // Allowed by the default policy: exit 0, the plugin in the report with its IDE.
+    let out = inventory(r).args(["--format", "json"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out.stdout);
+    let found: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["tool"] == "copilot-cli")
+        .collect();
+    assert_eq!(found.len(), 1, "{v}");
+    let f = found[0];
+    assert_eq!(f["kind"], "extension");
+    assert_eq!(f["location"], plugin);
+    assert_eq!(f["version"], "1.5.59-243");
+    assert_eq!(f["version_source"], "plugin.xml");
+    assert_eq!(f["package"], "com.github.copilot");
+    assert_eq!(f["manager"], "jetbrains");
+    assert_eq!(f["ide"]["product"], "IntelliJIdea");
+    assert_eq!(f["ide"]["version"], "2025.2");
+    assert_eq!(f["user"], "alice");
+    assert_eq!(f["verdict"]["allow"], true);
+    assert_eq!(v["summary"]["findings"], 5);
+
+    // Banned by the company: exit 1, and --remediate prints the removal.
+    let out = inventory(r).arg("--config").arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("{plugin} [jetbrains IntelliJIdea 2025.2]")),
+        "{text}"
+    );
+    assert!(text.contains("DENIED (no-copilot)"), "{text}");
+    let out = inventory(r)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--remediate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        script.contains(&format!(
+            "# quit IntelliJIdea 2025.2 first (or remove the plugin in its Settings | Plugins)\nrm -rf {plugin}\n"
+        )),
+        "{script}"
+    );
+
+    // A corrupt jar: the plugin is still reported (by its directory name), version unknown,
+    // and the scan is not compliant (exit 2) because the descriptor could not be read.
+    std::fs::write(
+        p.join("github-copilot-intellij-1.5.59-243.jar"),
+        b"PK\x03\x04 truncated",
+    )
+    .unwrap();
+    let out = inventory(r).args(["--format", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v = json(&out.stdout);
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["tool"] == "copilot-cli")
+        .unwrap();
+    assert_eq!(f["version"], serde_json::Value::Null);
+    assert_eq!(f["package"], "github-copilot-intellij");
+    assert_eq!(
+        v["errors"][0]["path"],
+        format!("{plugin}/lib/github-copilot-intellij-1.5.59-243.jar")
+    );
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("JetBrains plugin descriptor not read: not a valid jar"),
+        "{v}"
+    );
+}
