@@ -12,6 +12,7 @@ RATE=${RATE:-1000}            # requests per second (oha -q)
 DURATION=${DURATION:-20}      # seconds per run
 BODY_KB=${BODY_KB:-100}       # request body size
 CONNS=${CONNS:-32}
+TURN=${TURN:-resend}          # resend: the same body every time; new: a new last message each request
 TTFB_N=${TTFB_N:-300}
 MOCK=127.0.0.1:${MOCK_PORT:-18801}
 GW=127.0.0.1:${GW_PORT:-18800}
@@ -27,25 +28,34 @@ cargo build --profile "$PROFILE" -q -p airlock-gateway --example mock_upstream -
 GW_PID=$!
 sleep 1
 
+cat crates/*/src/*.rs > "$WORK/code.txt"
 python3 - "$BODY_KB" "$WORK" <<'PY'
 import json, sys
 kb, work = int(sys.argv[1]), sys.argv[2]
+# An agent conversation: a system prompt, then turns whose tool results are ~4 KB of source
+# code, up to the requested size. The last user message ends with NONCE, which the "new turn"
+# mode replaces per request (agents resend the conversation with one new message each turn).
+code = open(__import__("os").path.join(sys.argv[2], "code.txt")).read()
 def body(stream):
-    text = ("def handler(request):\n    return process(request)  # context line\n" * 4000)
-    msgs = [{"role": "system", "content": "You are a coding agent."}]
+    msgs = [{"role": "system", "content": "You are a coding agent. Follow the user's instructions."}]
     b = {"model": "gpt-5", "stream": stream, "messages": msgs}
-    base = len(json.dumps(b).encode())
-    msgs.append({"role": "user", "content": text[: kb * 1024 - base - 40]})
+    i = 0
+    while len(json.dumps(b)) < kb * 1024 - 6000:
+        chunk = code[(i * 4000) % max(1, len(code) - 4000):][:4000]
+        msgs.append({"role": "user", "content": f"Read part {i} of src/lib.rs"})
+        msgs.append({"role": "assistant", "content": f"Here is part {i}:\n{chunk}"})
+        i += 1
+    msgs.append({"role": "user", "content": "Now fix the bug in it. NONCE"})
     return json.dumps(b, separators=(",", ":"))
 open(f"{work}/body.json", "w").write(body(False))
 open(f"{work}/stream.json", "w").write(body(True))
 PY
 echo "# profile: $PROFILE; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "# body: $(wc -c < "$WORK/body.json") bytes, rate $RATE/s, $DURATION s, $CONNS connections"
+echo "# body: $(wc -c < "$WORK/body.json") bytes ($TURN), rate $RATE/s, $DURATION s, $CONNS connections"
 
 pct() { # name url
-  if command -v oha >/dev/null; then
+  if command -v oha >/dev/null && [ "$TURN" = resend ]; then
     oha --no-tui -z "${DURATION}s" -q "$RATE" -c "$CONNS" -m POST -H 'content-type: application/json' \
       -H 'user-agent: QwenCode/0.24.4 (linux; x64)' -D "$WORK/body.json" --output-format json "$2" > "$WORK/$1.json"
     python3 - "$1" "$WORK/$1.json" <<'PY'
@@ -62,6 +72,14 @@ wrk.headers["content-type"] = "application/json"
 wrk.headers["user-agent"] = "QwenCode/0.24.4 (linux; x64)"
 local f = io.open("$WORK/body.json", "rb"); wrk.body = f:read("*a"); f:close()
 function delay() return math.floor($CONNS * 1000 / $RATE) end
+local pre, post = wrk.body:match("^(.*)NONCE(.*)$")
+local n = 0
+if "$TURN" == "new" then
+  function request()
+    n = n + 1
+    return wrk.format(nil, nil, nil, pre .. tostring(n) .. "-" .. tostring(math.random(1e9)) .. post)
+  end
+end
 LUA
     wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/post.lua" "$2" | sed "s/^/$1 /" | grep -E "Requests/sec|50%|99%|Non-2xx"
   fi

@@ -35,7 +35,7 @@ pub use actions::{
 };
 pub use cache::{CACHE_MIN_TEXT, CachedDetector, DEFAULT_CACHE_ENTRIES};
 pub use detector::{Category, Detection, Detector, Replacement};
-pub use inspect::{Block, Finding, Inspection, Location, inspect};
+pub use inspect::{Block, FieldError, Finding, Inspection, Location, Request, inspect};
 pub use peek::{Peek, peek};
 pub use restore::restore_json;
 pub use sse::{DEFAULT_MAX_EVENT_BYTES, SseEvent, StreamRestorer, StreamStats, parse_sse};
