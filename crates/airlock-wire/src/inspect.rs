@@ -139,13 +139,7 @@ pub enum FieldError {
 impl<'a> Request<'a> {
     /// Parse a body: valid UTF-8, valid JSON (RFC 8259, bounded depth), an object.
     pub fn parse(body: &'a [u8]) -> Result<Request<'a>, WireError> {
-        let src = std::str::from_utf8(body).map_err(|e| WireError::NotUtf8 {
-            offset: e.valid_up_to(),
-        })?;
-        let root = json::parse(src).map_err(|e| WireError::Json {
-            offset: e.offset,
-            reason: e.reason,
-        })?;
+        let (src, root) = json::parse_body(body)?;
         let Val::Obj(_) = root else {
             return Err(WireError::NotAnObject);
         };

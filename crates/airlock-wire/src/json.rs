@@ -337,6 +337,18 @@ pub fn apply_edits(src: &str, edits: &mut [Edit]) -> String {
     out
 }
 
+/// A body as UTF-8 text and its parse tree, errors as [`crate::WireError`].
+pub fn parse_body(body: &[u8]) -> Result<(&str, Val), crate::WireError> {
+    let src = std::str::from_utf8(body).map_err(|e| crate::WireError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let root = parse(src).map_err(|e| crate::WireError::Json {
+        offset: e.offset,
+        reason: e.reason,
+    })?;
+    Ok((src, root))
+}
+
 /// Parse a complete JSON document.
 pub fn parse(src: &str) -> Result<Val, JsonError> {
     let mut p = Parser {

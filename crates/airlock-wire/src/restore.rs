@@ -134,13 +134,7 @@ pub fn restore_json(
     if scope.is_empty() || memchr::memmem::find(body, PLACEHOLDER_PREFIX.as_bytes()).is_none() {
         return Ok(None);
     }
-    let src = std::str::from_utf8(body).map_err(|e| WireError::NotUtf8 {
-        offset: e.valid_up_to(),
-    })?;
-    let root = json::parse(src).map_err(|e| WireError::Json {
-        offset: e.offset,
-        reason: e.reason,
-    })?;
+    let (src, root) = json::parse_body(body)?;
     let mut edits = Vec::new();
     restore_val(src, &root, scope, false, &mut edits);
     if edits.is_empty() {
