@@ -50,6 +50,9 @@ pub enum AuditError {
         #[source]
         source: serde_json::Error,
     },
+    /// A pricing table could not be read (the file and the entry are named).
+    #[error("pricing table {origin}: {reason}")]
+    Pricing { origin: String, reason: String },
     /// The writer thread is gone (the log was shut down or its thread failed).
     #[error("the audit writer has stopped")]
     WriterStopped,

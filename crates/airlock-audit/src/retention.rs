@@ -1,5 +1,5 @@
-//! Retention: delete the oldest records by age and by count, leaving signed anchors so the
-//! rest still verifies.
+//! Retention: delete the oldest records by age, by count and by size, leaving signed anchors
+//! so the rest still verifies.
 //!
 //! Pruning first verifies the whole chain and refuses if it is broken: otherwise an anchor
 //! would sign over (and so launder) a tampered record. Large prunes go in chunks of
@@ -25,11 +25,15 @@ pub struct Retention {
     pub max_age: Option<Duration>,
     /// Keep at most this many records (the newest).
     pub max_records: Option<u64>,
+    /// Keep the newest records whose payload (record JSON plus stored compressed bodies) is at
+    /// most this many bytes. SQLite reuses freed pages, so the file stops growing; it does not
+    /// shrink without a `VACUUM`.
+    pub max_bytes: Option<u64>,
 }
 
 impl Retention {
     pub fn is_unlimited(&self) -> bool {
-        self.max_age.is_none() && self.max_records.is_none()
+        self.max_age.is_none() && self.max_records.is_none() && self.max_bytes.is_none()
     }
 }
 
@@ -66,6 +70,11 @@ pub fn prune(
     {
         let by_count = min + (count - max) - 1;
         cutoff = Some(cutoff.map_or(by_count, |c| c.max(by_count)));
+    }
+    if let Some(max) = retention.max_bytes
+        && let Some(by_size) = store.last_seq_over_size(max)?
+    {
+        cutoff = Some(cutoff.map_or(by_size, |c| c.max(by_size)));
     }
     let Some(cutoff) = cutoff else {
         return Ok(PruneOutcome::default());

@@ -521,6 +521,25 @@ impl Store for SqliteStore {
         Ok((to_u64(n)?, min.map(to_u64).transpose()?))
     }
 
+    fn last_seq_over_size(&self, max_bytes: u64) -> Result<Option<u64>, AuditError> {
+        // Running payload size from the newest record back; the newest record whose suffix
+        // no longer fits is the last one to go.
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT max(seq) FROM (
+                    SELECT seq, sum(length(CAST(record AS BLOB)) + ifnull(length(request_body), 0)
+                                    + ifnull(length(response_body), 0))
+                           OVER (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING) AS suffix
+                    FROM records)
+                 WHERE suffix > ?",
+                [to_i64(max_bytes)],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        v.map(to_u64).transpose()
+    }
+
     fn last_seq_before(&self, time_ms: i64) -> Result<Option<u64>, AuditError> {
         let v: Option<i64> = self
             .conn

@@ -88,6 +88,36 @@ pub trait Store: Send {
     fn count(&self) -> Result<(u64, Option<u64>), AuditError>;
     /// The highest sequence number whose time is before `time_ms`.
     fn last_seq_before(&self, time_ms: i64) -> Result<Option<u64>, AuditError>;
+    /// The highest sequence number to prune through so that the records left hold at most
+    /// `max_bytes` of payload (record JSON plus compressed bodies); `None` when all fit.
+    /// This default reads the rows twice in order (constant memory); stores may do it in one
+    /// query.
+    fn last_seq_over_size(&self, max_bytes: u64) -> Result<Option<u64>, AuditError> {
+        let size = |r: &StoredRow| {
+            (r.record.len()
+                + r.request_body.as_ref().map_or(0, Vec::len)
+                + r.response_body.as_ref().map_or(0, Vec::len)) as u64
+        };
+        let mut total: u64 = 0;
+        self.scan(0, true, &mut |r| {
+            total = total.saturating_add(size(&r));
+            Ok(ControlFlow::Continue(()))
+        })?;
+        if total <= max_bytes {
+            return Ok(None);
+        }
+        let mut cutoff = None;
+        self.scan(0, true, &mut |r| {
+            total = total.saturating_sub(size(&r));
+            cutoff = Some(r.seq);
+            Ok(if total <= max_bytes {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })?;
+        Ok(cutoff)
+    }
     /// Delete records up to and including `anchor.seq` and the checkpoints they make
     /// redundant, and store the anchor: ONE transaction. Returns how many records went.
     fn prune(&mut self, anchor: &Anchor) -> Result<u64, AuditError>;

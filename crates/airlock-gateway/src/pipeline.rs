@@ -30,13 +30,14 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use crate::admin;
 use crate::api::{self, Endpoint, ErrorKind, Family, RouteError};
 use crate::keys::Principal;
 use crate::metrics::RequestRecord;
 use crate::redact::{self, Restore};
 use crate::runtime::{Runtime, Upstream};
 use crate::server::Gateway;
-use crate::upstream::{BoxError, Outcome, Relay, strip_hop_by_hop};
+use crate::upstream::{AUDIT_COMMIT_TIMEOUT, BoxError, Observed, Outcome, Relay, strip_hop_by_hop};
 
 /// The response body type of the gateway.
 pub type GatewayBody = BoxBody<Bytes, BoxError>;
@@ -100,7 +101,11 @@ pub struct Exchange {
     pub arrived: SystemTime,
     /// Airlock's own time before forwarding.
     pub overhead: Option<Duration>,
+    /// Token usage, cost and captured bodies observed for the audit record.
+    pub observed: Observed,
     recorded: bool,
+    /// The audit log was on but refused the record (queue full or closed).
+    audit_lost: bool,
 }
 
 impl Exchange {
@@ -134,8 +139,52 @@ impl Exchange {
             finding_summary: Vec::new(),
             arrived: SystemTime::now(),
             overhead: None,
+            observed: Observed::default(),
             recorded: false,
+            audit_lost: false,
         }
+    }
+
+    /// Records the exchange (see [`Exchange::finish`]) and waits, at most
+    /// [`AUDIT_COMMIT_TIMEOUT`], until its audit record is durable. `Err` says why the record
+    /// is not known to be committed (the caller applies the `[audit] overflow` policy). An
+    /// exchange recorded before (e.g. handed to the relay) is `Ok`.
+    pub async fn finish_committed(&mut self) -> Result<(), String> {
+        if self.recorded {
+            return Ok(());
+        }
+        match self.finish() {
+            Some(c) => match tokio::time::timeout(AUDIT_COMMIT_TIMEOUT, c).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!(
+                    "audit record not committed within {} ms",
+                    AUDIT_COMMIT_TIMEOUT.as_millis()
+                )),
+            },
+            None if self.audit_lost => Err("audit queue refused the record".into()),
+            None => Ok(()),
+        }
+    }
+
+    /// True when the audit policy is fail-closed: an exchange whose record could not be
+    /// committed must not be delivered as a success.
+    pub fn audit_fail_closed(&self) -> bool {
+        self.gw.audit_fail_closed()
+    }
+
+    /// True when the audit log refused this exchange's record (queue full or closed).
+    pub fn audit_lost(&self) -> bool {
+        self.audit_lost
+    }
+
+    /// `[audit] store_bodies`: the body cap when bodies are captured, else `None`.
+    pub fn body_capture_cap(&self) -> Option<usize> {
+        self.gw.audit()?;
+        let rt = self.gw.runtime();
+        let a = &rt.config.audit;
+        a.store_bodies
+            .then(|| usize::try_from(a.max_body_bytes).unwrap_or(usize::MAX))
     }
 
     /// Records metrics, the log line and the audit record. Idempotent. Returns the audit
@@ -185,18 +234,20 @@ impl Exchange {
             latency_ms = duration.as_secs_f64() * 1000.0,
             "request"
         );
-        let audit = self.gw.audit()?;
+        let audit = self.gw.audit()?.clone();
         match audit.submit(self.audit_record(duration)) {
             Ok(c) => Some(c),
             Err(e) => {
+                self.audit_lost = true;
                 tracing::warn!(request_id = %self.id, error = %e, "audit record not queued");
                 None
             }
         }
     }
 
-    /// The audit record of this exchange (never any request content).
-    fn audit_record(&self, duration: Duration) -> AuditRecord {
+    /// The audit record of this exchange (no request content, except the redacted bodies
+    /// when `[audit] store_bodies` is on).
+    fn audit_record(&mut self, duration: Duration) -> AuditRecord {
         let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
         let mut r = AuditRecord::new(OffsetDateTime::from(self.arrived), self.id.clone());
@@ -230,6 +281,9 @@ impl Exchange {
             .map(|o| us(duration.saturating_sub(o)));
         r.request_bytes = self.bytes_in;
         r.response_bytes = self.bytes_out;
+        r.usage = self.observed.usage(&self.model, self.gw.pricing());
+        r.request_body = self.observed.request_body.take();
+        r.response_body = self.observed.response_body();
         r
     }
 }
@@ -318,6 +372,11 @@ pub async fn handle(
             };
             return Ok(with_request_id(r, &id));
         }
+        (&Method::GET, p) if p.starts_with("/admin/audit/") => {
+            if let Some(which) = admin::AdminAudit::route(p) {
+                return Ok(with_request_id(admin::handle(&gw, which, &req).await, &id));
+            }
+        }
         _ => {}
     }
     let mut ex = Exchange::new(gw.clone(), id.clone(), peer, started);
@@ -337,9 +396,26 @@ pub async fn handle(
             }
             let r = error_response(family, &reject);
             ex.bytes_out = http_body::Body::size_hint(r.body()).exact().unwrap_or(0);
-            // Airlock's own answer: the record is queued, its commit not awaited.
-            let _ = ex.finish();
             r
+        }
+    };
+    // Airlock's own answers (errors, denials, blocks, /v1/models) leave only once their record
+    // is committed; a relayed answer's end waits for it in the relay.
+    let resp = match ex.finish_committed().await {
+        Ok(()) => resp,
+        Err(why) => {
+            tracing::warn!(request_id = %ex.id, error = %why, "audit record of Airlock's own answer not committed");
+            if gw.audit_fail_closed() {
+                error_response(
+                    family,
+                    &Reject::new(
+                        ErrorKind::Unavailable,
+                        "Airlock could not record this request in its audit log and policy is fail-closed ([audit] overflow); retry shortly",
+                    ),
+                )
+            } else {
+                resp
+            }
         }
     };
     Ok(with_request_id(resp, &id))
@@ -391,7 +467,18 @@ async fn process(
     ex.bytes_in = body.len() as u64;
     let t_overhead = Instant::now();
     check_json_content_type(&parts.headers)?;
-    let probe = probe_body(&body)?;
+    // Inspected APIs: parse once, for routing now and for inspection at stage 6.
+    let parsed = match wire_api(endpoint) {
+        Some(_) => Some(parse_request(&body)?),
+        None => None,
+    };
+    let probe = match &parsed {
+        Some(r) => Probe {
+            model: r.model().map_err(not_an_api_request)?,
+            stream: r.stream().map_err(not_an_api_request)?,
+        },
+        None => probe_body(&body)?,
+    };
     let model = match endpoint {
         Endpoint::Gemini => gemini_model(parts.uri.path()).map(str::to_string),
         _ => probe.model,
@@ -439,7 +526,16 @@ async fn process(
     ex.decision = "allow";
 
     // 6. inspect
-    let (body, restore) = match inspect(gw, rt, ex, endpoint, body)? {
+    let inspected = match &parsed {
+        Some(request) => inspect(gw, rt, ex, endpoint, request, &body),
+        None => Inspected::Forward {
+            body: body.clone(),
+            restore: None,
+        },
+    };
+    // The parse tree is not needed while waiting for the upstream.
+    drop(parsed);
+    let (body, restore) = match inspected {
         Inspected::Forward { body, restore } => (body, restore),
         Inspected::Blocked(r) => return Ok(r),
     };
@@ -478,6 +574,10 @@ async fn process(
             format!("cannot build the upstream URL from this request: {e}"),
         )
     })?;
+    if let Some(cap) = ex.body_capture_cap() {
+        // `[audit] store_bodies`: the body as it leaves, i.e. after redaction.
+        ex.observed.capture_request(&body, cap);
+    }
     ex.overhead = Some(t_overhead.elapsed());
     gw.metrics().observe_overhead(ex.api, t_overhead.elapsed());
     let t_sent = Instant::now();
@@ -490,6 +590,8 @@ async fn process(
     let (mut rparts, incoming) = resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
     ex.status = rparts.status.as_u16();
+    let capture = ex.body_capture_cap();
+    ex.observed.start_response(&rparts.headers, capture);
     let transform = restore.and_then(|r| {
         let encoded = rparts
             .headers
@@ -619,6 +721,31 @@ struct Probe {
     stream: Option<bool>,
 }
 
+/// Stage 2 for inspected APIs: the body parsed once (see [`airlock_wire::Request`]).
+fn parse_request(body: &[u8]) -> Result<airlock_wire::Request<'_>, Reject> {
+    airlock_wire::Request::parse(body).map_err(|e| {
+        let message = match e {
+            airlock_wire::WireError::Json { offset, reason } => {
+                format!("Request body is not valid JSON: {reason} at byte {offset}")
+            }
+            airlock_wire::WireError::NotUtf8 { offset } => {
+                format!("Request body is not valid UTF-8 (at byte {offset})")
+            }
+            airlock_wire::WireError::NotAnObject => {
+                "Request body is not a valid API request: expected a JSON object".to_string()
+            }
+        };
+        Reject::new(ErrorKind::InvalidRequest, message)
+    })
+}
+
+fn not_an_api_request(e: airlock_wire::FieldError) -> Reject {
+    Reject::new(
+        ErrorKind::InvalidRequest,
+        format!("Request body is not a valid API request: {e}"),
+    )
+}
+
 fn probe_body(body: &[u8]) -> Result<Probe, Reject> {
     serde_json::from_slice::<Probe>(body).map_err(|e| {
         let what = if e.is_syntax() || e.is_eof() {
@@ -704,19 +831,20 @@ fn wire_api(endpoint: Endpoint) -> Option<Api> {
 /// Stage 6: the body as it will leave. Runs `airlock-wire` over every text-bearing part of the
 /// request with the policy's actions. Nothing changed → the original bytes, no transform.
 /// Rewritten → the new body and a [`Restore`] for the response. Blocked → the API's 403.
-/// A body the inspector cannot read is refused (fail closed): it would leave unexamined.
+/// (A body the inspector cannot read never gets here: stage 2 refused it, fail closed.)
 fn inspect(
     gw: &Gateway,
     rt: &Runtime,
     ex: &mut Exchange,
     endpoint: Endpoint,
-    body: Bytes,
-) -> Result<Inspected, Reject> {
+    request: &airlock_wire::Request<'_>,
+    body: &Bytes,
+) -> Inspected {
     let Some(api) = wire_api(endpoint) else {
-        return Ok(Inspected::Forward {
-            body,
+        return Inspected::Forward {
+            body: body.clone(),
             restore: None,
-        });
+        };
     };
     let redactor = gw.redactor();
     let scope_key = match (&ex.key_id, &ex.session) {
@@ -725,13 +853,8 @@ fn inspect(
         (None, None) => "anonymous".to_string(),
     };
     let scope = redactor.vault.scope(&scope_key);
-    let result = airlock_wire::inspect(api, &body, &redactor.detector, &rt.actions, &scope)
-        .map_err(|e| {
-            Reject::new(
-                ErrorKind::InvalidRequest,
-                format!("Airlock could not inspect this request body: {e}"),
-            )
-        })?;
+    let actions = rt.redaction.for_subject(ex.team.as_deref(), &ex.tool);
+    let result = request.inspect(api, &redactor.detector, &actions, &scope);
     ex.findings = u32::try_from(result.findings.len()).unwrap_or(u32::MAX);
     ex.findings_applied =
         u32::try_from(result.findings.iter().filter(|f| f.applied).count()).unwrap_or(u32::MAX);
@@ -770,17 +893,17 @@ fn inspect(
             ERROR_SOURCE_HEADER,
             HeaderValue::from_static(api::Cause::Client.as_str()),
         );
-        return Ok(Inspected::Blocked(r));
+        return Inspected::Blocked(r);
     }
     match result.body {
-        Some(rewritten) => Ok(Inspected::Forward {
+        Some(rewritten) => Inspected::Forward {
             body: Bytes::from(rewritten),
             restore: Some(Restore { api, scope }),
-        }),
-        None => Ok(Inspected::Forward {
-            body,
+        },
+        None => Inspected::Forward {
+            body: body.clone(),
             restore: None,
-        }),
+        },
     }
 }
 

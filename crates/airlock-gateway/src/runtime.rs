@@ -155,7 +155,8 @@ pub struct Runtime {
     pub limits: Limits,
     pub admin_token: Option<Secret>,
     /// The redaction policy from `[redaction]` (defaults when the table is empty).
-    pub actions: airlock_wire::Actions,
+    /// What redaction does with each finding, with its per-tool and per-team overrides.
+    pub redaction: airlock_wire::RedactionPolicy,
     /// `GET /v1/models` in OpenAI's shape.
     pub models_openai: Bytes,
     /// `GET /v1/models` in Anthropic's shape (when the caller sends `anthropic-version`).
@@ -281,18 +282,28 @@ fn render_models(cfg: &Config) -> (Bytes, Bytes) {
     )
 }
 
-/// The `[redaction]` table as [`airlock_wire::Actions`]; empty → the built-in defaults
-/// (secrets redact, covert Unicode normalize, personal data log).
-fn parse_actions(config: &Config) -> Result<airlock_wire::Actions, RuntimeError> {
-    if config.redaction.is_empty() {
-        return Ok(airlock_wire::Actions::default());
+/// The `[redaction]` table as [`airlock_wire::RedactionPolicy`]; empty → the built-in defaults
+/// (secrets redact, covert Unicode normalize, personal data log). Tool overrides must name an
+/// agent of the catalogue (or `unknown`): a typo would silently never apply.
+fn parse_redaction(
+    config: &Config,
+    catalogue: &Catalogue,
+) -> Result<airlock_wire::RedactionPolicy, RuntimeError> {
+    let err = |message: String| RuntimeError::Redaction {
+        origin: config.origin.clone(),
+        message,
+    };
+    let policy = airlock_wire::RedactionPolicy::from_table(&config.redaction).map_err(err)?;
+    for tool in policy.tool.keys() {
+        if tool != "unknown" && catalogue.get(tool).is_none() {
+            let known: Vec<&str> = catalogue.agents().iter().map(|a| a.id.as_str()).collect();
+            return Err(err(format!(
+                "tool.{tool}: no agent with id {tool:?} in rules/agents.toml (known: {}, unknown)",
+                known.join(", ")
+            )));
+        }
     }
-    toml::Value::Table(config.redaction.clone())
-        .try_into()
-        .map_err(|e: toml::de::Error| RuntimeError::Redaction {
-            origin: config.origin.clone(),
-            message: e.message().to_string(),
-        })
+    Ok(policy)
 }
 
 impl Runtime {
@@ -327,12 +338,13 @@ impl Runtime {
             body_timeout: BODY_TIMEOUT,
         };
         let (models_openai, models_anthropic) = render_models(&config);
-        let actions = parse_actions(&config)?;
+        let catalogue = Catalogue::embedded();
+        let redaction = parse_redaction(&config, catalogue)?;
         Ok(Runtime {
-            actions,
+            redaction,
             data_dir: config.server.data_dir(),
             policy,
-            catalogue: Catalogue::embedded(),
+            catalogue,
             upstreams,
             listen,
             limits,

@@ -21,7 +21,7 @@ use crate::keys::{KeyError, KeySnapshot, KeyStore, store_stamp};
 use crate::metrics::Metrics;
 use crate::pipeline::handle;
 use crate::redact::Redactor;
-use airlock_audit::{AuditLog, AuditOptions, Retention};
+use airlock_audit::{AuditLog, AuditOptions, PriceTable, Retention};
 use airlock_policy::{AuditConfig, AuditOverflow};
 
 /// `[audit]` as the audit log's options.
@@ -35,6 +35,7 @@ fn audit_options(c: &AuditConfig) -> AuditOptions {
                 .retention_days
                 .map(|d| Duration::from_secs(d.saturating_mul(86_400))),
             max_records: c.retention_max_records,
+            max_bytes: c.retention_max_bytes,
         },
         ..AuditOptions::default()
     }
@@ -87,6 +88,7 @@ pub struct Gateway {
     redactor: Arc<Redactor>,
     audit: Option<Arc<AuditLog>>,
     audit_fail_closed: bool,
+    pricing: Arc<PriceTable>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -118,6 +120,10 @@ impl Gateway {
             None
         };
         let audit_fail_closed = audit_cfg.overflow == AuditOverflow::FailClosed;
+        let pricing = match &audit_cfg.pricing_file {
+            Some(path) => Arc::new(PriceTable::load(path)?),
+            None => Arc::new(PriceTable::builtin().clone()),
+        };
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
         Ok(Arc::new(Gateway {
@@ -134,6 +140,7 @@ impl Gateway {
             redactor: Arc::new(Redactor::builtin()?),
             audit,
             audit_fail_closed,
+            pricing,
         }))
     }
 
@@ -156,6 +163,17 @@ impl Gateway {
     /// The audit log, when `[audit] enabled` (opened at start; a reload does not reopen it).
     pub fn audit(&self) -> Option<&Arc<AuditLog>> {
         self.audit.as_ref()
+    }
+
+    /// Token prices for the audit record's cost (`[audit] pricing_file`, else the embedded
+    /// `rules/pricing.toml`; read at start, not on reload).
+    pub fn pricing(&self) -> &PriceTable {
+        &self.pricing
+    }
+
+    /// True when `[audit] overflow = "fail_closed"` (and the audit log is on).
+    pub fn audit_fail_closed(&self) -> bool {
+        self.audit.is_some() && self.audit_fail_closed
     }
 
     /// `Some(message)` when new requests must be refused because the audit queue overflowed

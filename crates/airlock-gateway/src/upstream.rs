@@ -23,7 +23,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
 use crate::pipeline::Exchange;
-use airlock_audit::Committed;
+use airlock_audit::{BodyCapture, Committed, PriceTable};
+use airlock_wire::UsageAccumulator;
 use std::future::Future;
 
 /// Boxed error type of response bodies.
@@ -32,6 +33,14 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// How long an idle pooled upstream connection is kept.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Longest wait for an exchange's audit record to be committed before its answer is released
+/// (beyond it, `[audit] overflow` decides: fail-closed fails the answer, fail-open serves it).
+pub const AUDIT_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest SSE line kept while looking for usage (a Responses `response.completed` event holds
+/// the whole answer); a longer line is skipped, never buffered further.
+pub const MAX_USAGE_LINE_BYTES: usize = 4 << 20;
+/// Largest non-streamed JSON response body kept to read its usage.
+pub const MAX_USAGE_JSON_BYTES: usize = 4 << 20;
 
 /// Builds a client with the given connect timeout.
 pub fn build_client(connect_timeout: Duration) -> Result<HttpClient, String> {
@@ -127,6 +136,173 @@ impl std::fmt::Display for IdleTimeout {
 
 impl std::error::Error for IdleTimeout {}
 
+/// How a response body is read for usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum BodyKind {
+    /// Not observed (no response yet, compressed, or not JSON/SSE).
+    #[default]
+    Off,
+    /// `text/event-stream`: usage from each event's `data:` line.
+    Sse,
+    /// JSON: usage from the whole body (bounded).
+    Json,
+}
+
+/// What the audit record learns from an exchange's bodies as they pass: the provider's token
+/// usage (Anthropic `message_start`/`message_delta`, OpenAI Chat `usage`, Responses
+/// `response.completed`) and, with `[audit] store_bodies`, the redacted bodies up to the cap.
+/// Streams are parsed line by line as they are relayed, never buffered whole.
+#[derive(Debug, Default)]
+pub struct Observed {
+    kind: BodyKind,
+    line: Vec<u8>,
+    line_skipping: bool,
+    json: Vec<u8>,
+    json_overflow: bool,
+    acc: UsageAccumulator,
+    capture_cap: Option<usize>,
+    captured: Vec<u8>,
+    response_total: u64,
+    /// The request body as it left (after redaction), when `store_bodies` is on.
+    pub request_body: Option<BodyCapture>,
+}
+
+impl Observed {
+    /// Starts observing a response with these headers; `capture_cap` = `store_bodies` cap.
+    pub fn start_response(&mut self, headers: &http::HeaderMap, capture_cap: Option<usize>) {
+        self.capture_cap = capture_cap;
+        let encoded = headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim_start()
+            .to_ascii_lowercase();
+        self.kind = if encoded {
+            // Compressed bodies are relayed as they are; their usage is not read.
+            BodyKind::Off
+        } else if ct.starts_with("text/event-stream") {
+            BodyKind::Sse
+        } else if ct.starts_with("application/json") || ct.contains("+json") {
+            BodyKind::Json
+        } else {
+            BodyKind::Off
+        };
+    }
+
+    /// Captures the request body as it leaves (already redacted).
+    pub fn capture_request(&mut self, body: &[u8], cap: usize) {
+        self.request_body = Some(BodyCapture::new(body, cap));
+    }
+
+    /// One chunk of the upstream response body, as the upstream sent it.
+    pub fn data(&mut self, chunk: &[u8]) {
+        self.response_total += chunk.len() as u64;
+        if let Some(cap) = self.capture_cap {
+            let room = cap.saturating_sub(self.captured.len());
+            self.captured
+                .extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        match self.kind {
+            BodyKind::Off => {}
+            BodyKind::Json => {
+                if self.json_overflow {
+                    return;
+                }
+                if self.json.len() + chunk.len() > MAX_USAGE_JSON_BYTES {
+                    self.json_overflow = true;
+                    self.json = Vec::new();
+                } else {
+                    self.json.extend_from_slice(chunk);
+                }
+            }
+            BodyKind::Sse => {
+                let mut rest = chunk;
+                while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+                    let (head, tail) = rest.split_at(i);
+                    rest = &tail[1..];
+                    if self.line_skipping {
+                        self.line_skipping = false;
+                        self.line.clear();
+                        continue;
+                    }
+                    if self.line.is_empty() {
+                        Self::sse_line(&mut self.acc, head);
+                    } else {
+                        self.line.extend_from_slice(head);
+                        let line = std::mem::take(&mut self.line);
+                        Self::sse_line(&mut self.acc, &line);
+                        self.line = line;
+                        self.line.clear();
+                    }
+                }
+                if !self.line_skipping {
+                    if self.line.len() + rest.len() > MAX_USAGE_LINE_BYTES {
+                        self.line_skipping = true;
+                        self.line = Vec::new();
+                    } else {
+                        self.line.extend_from_slice(rest);
+                    }
+                }
+            }
+        }
+    }
+
+    fn sse_line(acc: &mut UsageAccumulator, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(data) = line.strip_prefix(b"data:") {
+            let data = data.strip_prefix(b" ").unwrap_or(data);
+            acc.feed_json(data);
+        }
+    }
+
+    /// The usage seen so far (and its cost for `model`), `None` when the provider sent none.
+    pub fn usage(&mut self, model: &str, prices: &PriceTable) -> Option<airlock_audit::Usage> {
+        if self.kind == BodyKind::Json && !self.json.is_empty() {
+            let json = std::mem::take(&mut self.json);
+            self.acc.feed_json(&json);
+        }
+        if self.kind == BodyKind::Sse && !self.line.is_empty() && !self.line_skipping {
+            // A last line without its newline.
+            let line = std::mem::take(&mut self.line);
+            Self::sse_line(&mut self.acc, &line);
+        }
+        let u = self.acc.usage();
+        if u.is_empty() {
+            return None;
+        }
+        let mut out = airlock_audit::Usage {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cache_read_tokens: u.cache_read_tokens,
+            cache_write_tokens: u.cache_creation_tokens,
+            reasoning_tokens: u.reasoning_tokens,
+            cost_micro_usd: None,
+        };
+        out.cost_micro_usd = prices.cost_micro_usd(model, &out);
+        Some(out)
+    }
+
+    /// The captured response body (redacted: as the upstream sent it, before placeholders are
+    /// restored), when `store_bodies` is on and a response was seen.
+    pub fn response_body(&mut self) -> Option<BodyCapture> {
+        self.capture_cap?;
+        if self.response_total == 0 && self.captured.is_empty() {
+            return None;
+        }
+        let cap = BodyCapture::new(&self.captured, self.captured.len());
+        let total = self.response_total;
+        self.captured = Vec::new();
+        Some(BodyCapture {
+            original_bytes: total,
+            truncated: cap.captured_bytes < total,
+            ..cap
+        })
+    }
+}
+
 /// The streaming relay of an upstream response body.
 pub struct Relay {
     inner: Incoming,
@@ -138,6 +314,15 @@ pub struct Relay {
     /// The audit commit of a completed exchange: the end of the body is released only once
     /// it resolves, so an agent that saw the end of its answer has a durable record.
     commit: Option<Committed>,
+    /// Body bytes still to come when the upstream announced a length (and nothing rewrites
+    /// the body): the frame that completes it is the end the agent sees, so it is held.
+    remaining: Option<u64>,
+    /// The last frame of a known-length body, held until the audit commit resolves.
+    held: Option<Frame<Bytes>>,
+    /// `[audit] overflow = "fail_closed"`: a record that cannot be committed fails the body.
+    fail_closed: bool,
+    /// Why the record of a completed exchange is not committed (reported once).
+    audit_failure: Option<String>,
 }
 
 impl Relay {
@@ -147,14 +332,23 @@ impl Relay {
         exchange: Exchange,
         transform: Option<Box<dyn StreamTransform>>,
     ) -> Self {
+        let remaining = if transform.is_none() {
+            inner.size_hint().exact()
+        } else {
+            None
+        };
         Relay {
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
+            fail_closed: exchange.audit_fail_closed(),
             exchange: Some(exchange),
             transform,
             done: false,
             commit: None,
+            remaining,
+            held: None,
+            audit_failure: None,
         }
     }
 
@@ -164,6 +358,14 @@ impl Relay {
             ex.outcome = outcome;
             let commit = ex.finish();
             if outcome == Outcome::Complete {
+                if ex.audit_lost() {
+                    self.audit_failure = Some("audit queue refused the record".into());
+                }
+                if commit.is_some() {
+                    self.sleep
+                        .as_mut()
+                        .reset(Instant::now() + AUDIT_COMMIT_TIMEOUT);
+                }
                 self.commit = commit;
             }
         }
@@ -174,7 +376,56 @@ impl Relay {
             ex.bytes_out += n as u64;
         }
     }
+
+    /// Waits (bounded) for the audit commit of a completed exchange. `Err` only when the
+    /// record is not committed and the policy is fail-closed.
+    fn poll_commit(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if let Some(c) = self.commit.as_mut() {
+            let failure = match Pin::new(c).poll(cx) {
+                Poll::Ready(Ok(_)) => None,
+                Poll::Ready(Err(e)) => Some(e.to_string()),
+                Poll::Pending => {
+                    if self.sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    Some(format!(
+                        "audit record not committed within {} ms",
+                        AUDIT_COMMIT_TIMEOUT.as_millis()
+                    ))
+                }
+            };
+            self.commit = None;
+            if failure.is_some() {
+                self.audit_failure = failure;
+            }
+        }
+        if let Some(why) = self.audit_failure.take() {
+            tracing::warn!(error = %why, "audit record of a completed exchange not committed");
+            if self.fail_closed {
+                self.held = None;
+                return Poll::Ready(Err(Box::new(AuditNotCommitted(why))));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
 }
+
+/// The body error when a completed exchange's record could not be committed under
+/// `[audit] overflow = "fail_closed"`.
+#[derive(Debug)]
+struct AuditNotCommitted(String);
+
+impl std::fmt::Display for AuditNotCommitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "answer withheld: {} (audit policy is fail-closed)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for AuditNotCommitted {}
 
 impl Drop for Relay {
     fn drop(&mut self) {
@@ -199,74 +450,81 @@ impl Body for Relay {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(c) = this.commit.as_mut() {
-            match Pin::new(c).poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(r) => {
-                    this.commit = None;
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "audit record of a completed exchange not committed");
+        loop {
+            if this.commit.is_some() || this.audit_failure.is_some() {
+                match this.poll_commit(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    Poll::Ready(Ok(())) => {}
+                }
+            }
+            if let Some(f) = this.held.take() {
+                return Poll::Ready(Some(Ok(f)));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let deadline = Instant::now() + this.idle;
+                    this.sleep.as_mut().reset(deadline);
+                    let mut last = false;
+                    if let (Some(d), Some(ex)) = (frame.data_ref(), this.exchange.as_mut()) {
+                        ex.observed.data(d);
                     }
-                }
-            }
-        }
-        if this.done {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                let deadline = Instant::now() + this.idle;
-                this.sleep.as_mut().reset(deadline);
-                let frame = match (frame.into_data(), this.transform.as_mut()) {
-                    (Ok(data), Some(t)) => Frame::data(t.chunk(data)),
-                    (Ok(data), None) => Frame::data(data),
-                    (Err(other), _) => other,
-                };
-                if let Some(d) = frame.data_ref() {
-                    this.count(d.len());
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.end(Outcome::UpstreamError);
-                Poll::Ready(Some(Err(Box::new(e))))
-            }
-            Poll::Ready(None) => {
-                if let Some(t) = this.transform.as_mut() {
-                    let rest = t.finish();
-                    this.transform = None;
-                    if !rest.is_empty() {
-                        this.count(rest.len());
-                        return Poll::Ready(Some(Ok(Frame::data(rest))));
+                    if let (Some(d), Some(rem)) = (frame.data_ref(), this.remaining.as_mut()) {
+                        *rem = rem.saturating_sub(d.len() as u64);
+                        last = *rem == 0;
                     }
+                    let frame = match (frame.into_data(), this.transform.as_mut()) {
+                        (Ok(data), Some(t)) => Frame::data(t.chunk(data)),
+                        (Ok(data), None) => Frame::data(data),
+                        (Err(other), _) => other,
+                    };
+                    if let Some(d) = frame.data_ref() {
+                        this.count(d.len());
+                    }
+                    if last {
+                        // The agent has its whole answer with this frame: record first.
+                        this.end(Outcome::Complete);
+                        this.held = Some(frame);
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                this.end(Outcome::Complete);
-                if let Some(c) = this.commit.as_mut() {
-                    match Pin::new(c).poll(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(r) => {
-                            this.commit = None;
-                            if let Err(e) = r {
-                                tracing::warn!(error = %e, "audit record of a completed exchange not committed");
-                            }
+                Poll::Ready(Some(Err(e))) => {
+                    this.end(Outcome::UpstreamError);
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                Poll::Ready(None) => {
+                    if let Some(t) = this.transform.as_mut() {
+                        let rest = t.finish();
+                        this.transform = None;
+                        if !rest.is_empty() {
+                            this.count(rest.len());
+                            // Released after the commit, like the end of the body.
+                            this.end(Outcome::Complete);
+                            this.held = Some(Frame::data(rest));
+                            continue;
                         }
                     }
+                    this.end(Outcome::Complete);
+                    continue;
                 }
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                if this.sleep.as_mut().poll(cx).is_ready() {
-                    this.end(Outcome::IdleTimeout);
-                    return Poll::Ready(Some(Err(Box::new(IdleTimeout(this.idle)))));
+                Poll::Pending => {
+                    if this.sleep.as_mut().poll(cx).is_ready() {
+                        this.end(Outcome::IdleTimeout);
+                        return Poll::Ready(Some(Err(Box::new(IdleTimeout(this.idle)))));
+                    }
+                    return Poll::Pending;
                 }
-                Poll::Pending
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         // Not ended before the final poll: that poll waits for the audit commit.
-        self.done && self.commit.is_none()
+        self.done && self.commit.is_none() && self.held.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

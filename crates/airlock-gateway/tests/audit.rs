@@ -3,7 +3,7 @@
 
 mod common;
 
-use airlock_audit::{AuditFilter, Decision, SqliteStore, query, verify_dir};
+use airlock_audit::{AuditFilter, Decision, SqliteStore, Store, query, verify_dir};
 use common::*;
 use http_body_util::BodyExt;
 
@@ -134,4 +134,561 @@ async fn audit_disabled_writes_nothing() {
     assert_eq!(status, 200);
     gw.stop().await;
     assert!(!data.join(airlock_audit::DB_FILE).exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token usage and cost, bodies, admin endpoints.
+
+/// A mock upstream with the vendors' real response shapes and usage fields: Anthropic
+/// Messages, OpenAI Chat Completions and Responses, each as JSON or (with `"stream":true`) as
+/// SSE sent in 7-byte frames, so that events and lines are split across frames.
+async fn usage_mock() -> std::net::SocketAddr {
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let path = req.uri().path().to_string();
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    let stream = String::from_utf8_lossy(&body).contains("\"stream\":true");
+                    let (ct, text) = usage_answer(&path, stream);
+                    let (tx, rx) = tokio::sync::mpsc::channel(4);
+                    tokio::spawn(async move {
+                        for chunk in text.as_bytes().chunks(7) {
+                            if tx.send(bytes::Bytes::copy_from_slice(chunk)).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .header("content-type", ct)
+                            .body(ChannelBody(rx))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn sse(events: &[&str]) -> String {
+    events
+        .iter()
+        .map(|e| format!("data: {e}\r\n\r\n"))
+        .collect()
+}
+
+fn usage_answer(path: &str, stream: bool) -> (&'static str, String) {
+    const ANTHROPIC_USAGE: &str = r#"{"input_tokens":1200,"cache_creation_input_tokens":300,"cache_read_input_tokens":4000,"output_tokens":80,"service_tier":"standard"}"#;
+    const CHAT_USAGE: &str = r#"{"prompt_tokens":1000,"completion_tokens":300,"total_tokens":1300,"prompt_tokens_details":{"cached_tokens":400,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":256,"audio_tokens":0}}"#;
+    const RESPONSES_USAGE: &str = r#"{"input_tokens":2000,"input_tokens_details":{"cached_tokens":1500},"output_tokens":500,"output_tokens_details":{"reasoning_tokens":300},"total_tokens":2500}"#;
+    match (path, stream) {
+        ("/v1/messages", false) => (
+            "application/json",
+            format!(
+                r#"{{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{{"type":"text","text":"Hi."}}],"stop_reason":"end_turn","usage":{ANTHROPIC_USAGE}}}"#
+            ),
+        ),
+        ("/v1/messages", true) => (
+            "text/event-stream",
+            [
+                "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{\"input_tokens\":1200,\"cache_creation_input_tokens\":300,\"cache_read_input_tokens\":4000,\"output_tokens\":1}}}\n\n",
+                "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi.\"}}\n\n",
+                "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":80}}\n\n",
+                "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            ]
+            .concat(),
+        ),
+        ("/v1/chat/completions", false) => (
+            "application/json",
+            format!(
+                r#"{{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-5-2025-08-07","choices":[{{"index":0,"message":{{"role":"assistant","content":"Hi."}},"finish_reason":"stop"}}],"usage":{CHAT_USAGE}}}"#
+            ),
+        ),
+        ("/v1/chat/completions", true) => (
+            "text/event-stream",
+            sse(&[
+                r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi."},"finish_reason":null}],"usage":null}"#,
+                r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"#,
+                &format!(r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[],"usage":{CHAT_USAGE}}}"#),
+                "[DONE]",
+            ]),
+        ),
+        ("/v1/responses", false) => (
+            "application/json",
+            format!(
+                r#"{{"id":"resp_1","object":"response","status":"completed","model":"gpt-5-2025-08-07","output":[{{"type":"message","role":"assistant","content":[{{"type":"output_text","text":"Hi."}}]}}],"usage":{RESPONSES_USAGE}}}"#
+            ),
+        ),
+        ("/v1/responses", true) => (
+            "text/event-stream",
+            [
+                "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\",\"usage\":null}}\n\n".to_string(),
+                "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi.\"}\n\n".to_string(),
+                format!("event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_1\",\"status\":\"completed\",\"usage\":{RESPONSES_USAGE}}}}}\n\n"),
+            ]
+            .concat(),
+        ),
+        _ => ("application/json", "{}".to_string()),
+    }
+}
+
+fn exchanges(data: &std::path::Path) -> Vec<airlock_audit::AuditRecord> {
+    query(
+        &SqliteStore::open_existing(data).unwrap(),
+        &AuditFilter::default(),
+    )
+    .unwrap()
+    .into_iter()
+    .filter(|r| r.kind == airlock_audit::RecordKind::Exchange)
+    .collect()
+}
+
+#[tokio::test]
+async fn usage_and_cost_are_recorded_for_each_api_streamed_or_not() {
+    let up = usage_mock().await;
+    let mut gw = start_gateway(&base_config(up, "")).await;
+    let data = gw.data_dir();
+    let cases: [(&str, &str); 6] = [
+        (
+            "/v1/messages",
+            r#"{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[]}"#,
+        ),
+        (
+            "/v1/messages",
+            r#"{"model":"claude-sonnet-4-5","max_tokens":8,"stream":true,"messages":[]}"#,
+        ),
+        ("/v1/chat/completions", r#"{"model":"gpt-5","messages":[]}"#),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"gpt-5","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
+        ),
+        ("/v1/responses", r#"{"model":"gpt-5","input":"hi"}"#),
+        (
+            "/v1/responses",
+            r#"{"model":"gpt-5","stream":true,"input":"hi"}"#,
+        ),
+    ];
+    for (path, body) in cases {
+        let (status, _, b) = send(gw.addr, "POST", path, &[JSON], body).await;
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&b));
+    }
+    gw.stop().await;
+    let recs = exchanges(&data);
+    assert_eq!(recs.len(), 6);
+    let usage: Vec<airlock_audit::Usage> = recs
+        .iter()
+        .map(|r| {
+            r.usage
+                .clone()
+                .unwrap_or_else(|| panic!("no usage: {r:#?}"))
+        })
+        .collect();
+    // Anthropic, JSON and stream (message_start + message_delta's final output count).
+    // Sonnet list price: 1200 × 3 + 80 × 15 + 4000 × 0.30 + 300 × 3.75 micro-dollars.
+    for u in &usage[0..2] {
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_read_tokens,
+                u.cache_write_tokens
+            ),
+            (Some(1200), Some(80), Some(4000), Some(300))
+        );
+        assert_eq!(u.cost_micro_usd, Some(3600 + 1200 + 1200 + 1125));
+    }
+    // OpenAI Chat: cached tokens are part of prompt_tokens and billed at the cache price.
+    for u in &usage[2..4] {
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_read_tokens,
+                u.reasoning_tokens
+            ),
+            (Some(1000), Some(300), Some(400), Some(256))
+        );
+        assert_eq!(u.cost_micro_usd, Some(600 * 5 / 4 + 50 + 3000));
+    }
+    // Responses: response.completed (stream) or the body's usage.
+    for u in &usage[4..6] {
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_read_tokens,
+                u.reasoning_tokens
+            ),
+            (Some(2000), Some(500), Some(1500), Some(300))
+        );
+        // 500 × 1.25 + 1500 × 0.125 + 500 × 10 = 5812.5 → 5813.
+        assert_eq!(u.cost_micro_usd, Some(5813));
+    }
+    let report = verify_dir(&data, &[], None).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[tokio::test]
+async fn stored_bodies_are_the_redacted_ones_never_the_secret() {
+    let mock = Mock::start().await;
+    let mut gw = start_gateway(&base_config(
+        mock.addr,
+        "[audit]\nstore_bodies = true\nmax_body_bytes = 65536\n",
+    ))
+    .await;
+    let data = gw.data_dir();
+    let token = github_token();
+    let req = serde_json::json!({
+        "model": "gpt-5",
+        "messages": [{"role": "user", "content": format!("push with token {token} please")}]
+    })
+    .to_string();
+    let (status, _, body) = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, ("x-mock", "echo-GITHUB")],
+        req.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The agent got its value back...
+    assert!(String::from_utf8_lossy(&body).contains(&token));
+    // ...a streamed answer too.
+    let c = with_mock(&claude_with_secrets(), "echo-GITHUB");
+    let resp = client()
+        .request(captured_request(&c, gw.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let streamed = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&streamed).contains(&token));
+    gw.stop().await;
+
+    let store = SqliteStore::open_existing(&data).unwrap();
+    let recs = exchanges(&data);
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        let rq = r.request_body.as_ref().expect("request body stored");
+        let rs = r.response_body.as_ref().expect("response body stored");
+        let stored_rq = airlock_audit::BodyCapture::decompress(
+            &store
+                .body(r.seq, airlock_audit::BodyKind::Request)
+                .unwrap()
+                .unwrap(),
+            rq.captured_bytes,
+        )
+        .unwrap();
+        let stored_rs = airlock_audit::BodyCapture::decompress(
+            &store
+                .body(r.seq, airlock_audit::BodyKind::Response)
+                .unwrap()
+                .unwrap(),
+            rs.captured_bytes,
+        )
+        .unwrap();
+        let (q, s) = (
+            String::from_utf8_lossy(&stored_rq),
+            String::from_utf8_lossy(&stored_rs),
+        );
+        assert!(q.contains("[REDACTED_GITHUB"), "{q}");
+        assert!(
+            !q.contains(&token),
+            "the secret is in the stored request body"
+        );
+        // The response as the upstream sent it: the placeholder, not the restored value.
+        assert!(
+            s.contains("[REDACTED_GITHUB") || s.contains("REDACTED"),
+            "{s}"
+        );
+        assert!(
+            !s.contains(&token),
+            "the secret is in the stored response body"
+        );
+        assert!(!rq.truncated && !rs.truncated);
+        assert_eq!(rq.original_bytes, stored_rq.len() as u64);
+    }
+    // Usage from the streamed echo (message_start + message_delta).
+    let u = recs[1].usage.clone().unwrap();
+    assert_eq!((u.input_tokens, u.output_tokens), (Some(10), Some(12)));
+    assert!(verify_dir(&data, &[], None).unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn stored_bodies_are_capped() {
+    let up = usage_mock().await;
+    let mut gw = start_gateway(&base_config(
+        up,
+        "[audit]\nstore_bodies = true\nmax_body_bytes = 64\n",
+    ))
+    .await;
+    let data = gw.data_dir();
+    let body = format!(
+        r#"{{"model":"gpt-5","stream":true,"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(500)
+    );
+    let (status, _, answer) = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    gw.stop().await;
+    let r = &exchanges(&data)[0];
+    let (rq, rs) = (
+        r.request_body.as_ref().unwrap(),
+        r.response_body.as_ref().unwrap(),
+    );
+    assert_eq!(
+        (rq.captured_bytes, rq.original_bytes, rq.truncated),
+        (64, body.len() as u64, true)
+    );
+    assert_eq!(
+        (rs.captured_bytes, rs.original_bytes, rs.truncated),
+        (64, answer.len() as u64, true)
+    );
+    // Usage still read from the whole stream, past the cap.
+    assert_eq!(r.usage.as_ref().unwrap().output_tokens, Some(300));
+}
+
+#[tokio::test]
+async fn admin_endpoints_query_and_export_over_http() {
+    let mock = Mock::start().await;
+    let gw = start_gateway(&base_config(mock.addr, POLICY)).await;
+    let qwen = ("user-agent", "QwenCode/0.24.4 (linux; x64)");
+    for _ in 0..3 {
+        let (s, _, _) = send(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[JSON, qwen],
+            r#"{"model":"gpt-5","messages":[]}"#,
+        )
+        .await;
+        assert_eq!(s, 200);
+    }
+    let (s, _, _) = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, qwen],
+        r#"{"model":"gpt-4o-mini","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(s, 403);
+
+    // Records are committed before each answer is released: the endpoint sees all four.
+    let (s, h, b) = send(
+        gw.addr,
+        "GET",
+        "/admin/audit/query?decision=denied&since=1h",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(h["content-type"], "application/json");
+    let arr = json(&b);
+    let arr = arr.as_array().unwrap();
+    assert_eq!(arr.len(), 1);
+    assert_eq!(arr[0]["decision"], "denied");
+    assert_eq!(arr[0]["tool"], "qwen-code");
+    assert_eq!(arr[0]["decision_rule"], "no-gpt4o");
+
+    let (s, _, b) = send(
+        gw.addr,
+        "GET",
+        "/admin/audit/query?tool=qwen-code&format=jsonl&limit=2",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&b)
+        .lines()
+        .map(|l| json(l.as_bytes()))
+        .collect();
+    assert_eq!(lines.len(), 2, "limit keeps the newest two");
+    assert_eq!(lines[1]["decision"], "denied");
+
+    let (s, h, b) = send(gw.addr, "GET", "/admin/audit/export", &[], "").await;
+    assert_eq!(s, 200);
+    assert_eq!(h["content-type"], "application/jsonl");
+    let seqs: Vec<u64> = String::from_utf8_lossy(&b)
+        .lines()
+        .map(|l| json(l.as_bytes())["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    let (s, _, b) = send(
+        gw.addr,
+        "GET",
+        "/admin/audit/export?after_seq=2&limit=1",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(String::from_utf8_lossy(&b).lines().count(), 1);
+    assert_eq!(
+        json(
+            String::from_utf8_lossy(&b)
+                .lines()
+                .next()
+                .unwrap()
+                .as_bytes()
+        )["seq"],
+        3
+    );
+
+    // Bad requests name what was wrong.
+    for (q, needle) in [
+        ("/admin/audit/query?decision=maybe", "decision"),
+        ("/admin/audit/query?colour=red", "colour"),
+        ("/admin/audit/query?limit=1000000", "at most"),
+        ("/admin/audit/export?format=json", "format"),
+        ("/admin/audit/query?since=yesterday", "since"),
+    ] {
+        let (s, _, b) = send(gw.addr, "GET", q, &[], "").await;
+        assert_eq!(s, 400, "{q}");
+        let msg = json(&b)["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(needle), "{q}: {msg}");
+    }
+}
+
+#[tokio::test]
+async fn admin_endpoints_need_the_admin_token_off_loopback() {
+    let mock = Mock::start().await;
+    // A non-loopback listener needs Airlock keys; the admin token comes from an environment
+    // variable cargo sets for every test process (none is set → admin endpoints disabled).
+    let cfg = |env: &str| {
+        base_config(mock.addr, "").replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"0.0.0.0:0\"\nadmin_token_env = {env:?}"),
+            1,
+        )
+    };
+    let with_key = |data: &std::path::Path| {
+        airlock_gateway::KeyStore::open(data)
+            .unwrap()
+            .create("alice", None)
+            .unwrap();
+    };
+    let gw = start_gateway_with(&cfg("AIRLOCK_TEST_UNSET_ADMIN_TOKEN_7f3a"), with_key).await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], gw.addr.port()));
+    let (s, _, b) = send(addr, "GET", "/admin/audit/query", &[], "").await;
+    assert_eq!(s, 401);
+    assert!(
+        json(&b)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("disabled")
+    );
+    drop(gw);
+
+    let Ok(token) = std::env::var("CARGO_MANIFEST_DIR") else {
+        return;
+    };
+    let gw = start_gateway_with(&cfg("CARGO_MANIFEST_DIR"), with_key).await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], gw.addr.port()));
+    let (s, _, _) = send(
+        addr,
+        "GET",
+        "/admin/audit/export",
+        &[("authorization", "Bearer wrong")],
+        "",
+    )
+    .await;
+    assert_eq!(s, 401);
+    let bearer = format!("Bearer {token}");
+    let (s, _, b) = send(
+        addr,
+        "GET",
+        "/admin/audit/query",
+        &[("authorization", bearer.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(json(&b), serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_company_pricing_file_replaces_the_list_prices() {
+    let up = usage_mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(
+        &prices,
+        "[[price]]\nmodel = \"gpt-5*\"\ninput = 1.0\noutput = 2.0\ncache_read = 0.5\ninput_includes_cache_read = true\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "[audit]\npricing_file = {:?}\n",
+        prices.display().to_string()
+    );
+    let mut gw = start_gateway(&base_config(up, &extra)).await;
+    let data = gw.data_dir();
+    let (s, _, _) = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON],
+        r#"{"model":"gpt-5","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _, _) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON],
+        r#"{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[]}"#,
+    )
+    .await;
+    assert_eq!(s, 200);
+    gw.stop().await;
+    let recs = exchanges(&data);
+    // 600 uncached × 1 + 400 cached × 0.5 + 300 out × 2.
+    assert_eq!(
+        recs[0].usage.as_ref().unwrap().cost_micro_usd,
+        Some(600 + 200 + 600)
+    );
+    // Not in the company's table: tokens recorded, no cost.
+    let u = recs[1].usage.as_ref().unwrap();
+    assert_eq!((u.input_tokens, u.cost_micro_usd), (Some(1200), None));
+
+    // A broken table stops the start with the file named.
+    std::fs::write(
+        &prices,
+        "[[price]]\nmodel = \"x\"\ninput = -1.0\noutput = 1.0\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(&cfg, base_config(up, &extra)).unwrap();
+    let err = airlock_gateway::Gateway::new(airlock_gateway::ConfigSource {
+        path: Some(cfg),
+        data_dir: Some(dir.path().join("data")),
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("prices.toml") && err.contains("input"),
+        "{err}"
+    );
 }

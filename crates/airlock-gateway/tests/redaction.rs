@@ -167,3 +167,108 @@ async fn invalid_redaction_table_is_a_config_error() {
     .unwrap_err();
     assert!(err.to_string().contains("[redaction]"), "{err}");
 }
+
+/// `[redaction.tool.*]` and `[redaction.team.*]` change the actions for that tool or team only;
+/// the team's choice wins over the tool's.
+#[tokio::test]
+async fn per_tool_and_per_team_overrides() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cred = dir.path().join("anthropic.key");
+    std::fs::write(&cred, "sk-ant-upstream-secret\n").unwrap();
+    let cfg = base_config(
+        mock.addr,
+        "[redaction]\npii = \"log\"\n\n[redaction.tool.qwen-code]\npii = \"redact\"\n\n[redaction.team.payments]\nsecret = \"block\"\n",
+    )
+    .replacen(
+        "credential = { passthrough = true }",
+        &format!("credential = {{ file = {:?} }}", cred.display().to_string()),
+        1,
+    );
+    let (mut payments, mut platform) = (String::new(), String::new());
+    let gw = start_gateway_with(&cfg, |data| {
+        let store = airlock_gateway::KeyStore::open(data).unwrap();
+        payments = store
+            .create("alice", Some("payments"))
+            .unwrap()
+            .key
+            .expose()
+            .to_string();
+        platform = store
+            .create("bob", Some("platform"))
+            .unwrap()
+            .key
+            .expose()
+            .to_string();
+    })
+    .await;
+    let email = "jane.doe@payments-corp.com";
+    let token = github_token();
+    let body = format!(
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{{"role":"user","content":"mail {email} token {token}"}}]}}"#
+    );
+    let post = |key: &str, ua: &'static str| {
+        let body = body.clone();
+        let key = key.to_string();
+        async move {
+            send(
+                gw.addr,
+                "POST",
+                "/v1/messages",
+                &[JSON, ("x-api-key", key.as_str()), ("user-agent", ua)],
+                body,
+            )
+            .await
+        }
+    };
+    const CLAUDE: &str = "claude-cli/2.1.300 (external, cli)";
+    const QWEN: &str = "QwenCode/0.24.4 (linux; x64)";
+
+    // Team platform, Claude Code: the base policy — secret redacted, e-mail only logged.
+    let (s, _, b) = post(&platform, CLAUDE).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let sent = String::from_utf8(mock.last().body.to_vec()).unwrap();
+    assert!(!sent.contains(&token) && sent.contains(email), "{sent}");
+
+    // Team platform, Qwen Code: the tool override also redacts the e-mail.
+    let (s, _, b) = post(&platform, QWEN).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let sent = String::from_utf8(mock.last().body.to_vec()).unwrap();
+    assert!(!sent.contains(&token) && !sent.contains(email), "{sent}");
+    assert!(
+        find_placeholder(sent.as_bytes(), "EMAIL").is_some(),
+        "{sent}"
+    );
+
+    // Team payments: secrets are blocked whatever the tool; nothing reaches the upstream.
+    let before = mock.seen().len();
+    for ua in [CLAUDE, QWEN] {
+        let (s, _, b) = post(&payments, ua).await;
+        assert_eq!(s, 403, "{}", String::from_utf8_lossy(&b));
+        assert!(!String::from_utf8_lossy(&b).contains(&token));
+    }
+    assert_eq!(mock.seen().len(), before);
+}
+
+#[tokio::test]
+async fn redaction_override_for_an_unknown_tool_is_a_config_error() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("airlock.toml");
+    std::fs::write(
+        &path,
+        base_config(mock.addr, "[redaction.tool.qwen-cod]\npii = \"redact\"\n"),
+    )
+    .unwrap();
+    let err = airlock_gateway::Gateway::new(airlock_gateway::ConfigSource {
+        path: Some(path),
+        data_dir: Some(dir.path().join("data")),
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("tool.qwen-cod") && err.contains("qwen-code"),
+        "{err}"
+    );
+}

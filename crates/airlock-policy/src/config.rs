@@ -322,6 +322,11 @@ pub struct AuditConfig {
     pub retention_days: Option<u64>,
     /// Keep at most this many records.
     pub retention_max_records: Option<u64>,
+    /// Keep the newest records whose payload (record JSON plus stored bodies) fits in this
+    /// many bytes.
+    pub retention_max_bytes: Option<u64>,
+    /// A pricing table replacing the embedded `rules/pricing.toml` (read at start).
+    pub pricing_file: Option<std::path::PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -336,6 +341,8 @@ impl Default for AuditConfig {
             max_body_bytes: DEFAULT_AUDIT_BODY_CAP,
             retention_days: None,
             retention_max_records: None,
+            retention_max_bytes: None,
+            pricing_file: None,
         }
     }
 }

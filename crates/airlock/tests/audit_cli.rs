@@ -353,3 +353,41 @@ fn table_output_neutralises_control_characters() {
         .success()
         .stdout(predicate::str::contains("\u{1b}").not());
 }
+
+#[test]
+fn prune_by_size_keeps_the_newest_that_fit() {
+    let dir = filled();
+    // Size of one record's JSON (all 20 are alike in size within a few bytes).
+    let out = airlock(dir.path())
+        .args(["export", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let lines: Vec<usize> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::len)
+        .collect();
+    assert_eq!(lines.len(), 20);
+    let max: usize = lines.iter().rev().take(5).sum::<usize>() + 1;
+    airlock(dir.path())
+        .args(["prune", "--max-bytes"])
+        .arg(max.to_string())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("pruned 15 records"));
+    airlock(dir.path())
+        .args(["verify", "--data-dir"])
+        .arg(dir.path())
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("5 records (16..20)"));
+    airlock(dir.path())
+        .args(["prune", "--max-bytes", "12x", "--data-dir"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a size"));
+}

@@ -182,6 +182,26 @@ pub struct PruneArgs {
     /// Keep at most this many records (the newest).
     #[arg(long, value_name = "N")]
     pub max_records: Option<u64>,
+    /// Keep the newest records whose payload (record JSON plus stored bodies) fits in this
+    /// many bytes (suffixes k, M, G accepted, e.g. 500M).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_bytes: Option<u64>,
+}
+
+/// `1048576`, `512k`, `500M`, `2G` (binary multiples).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 1048576, 512k, 500M, 2G)"))
 }
 
 pub fn run(global: &Global, command: Command) -> anyhow::Result<Exit> {
@@ -488,8 +508,8 @@ fn checkpoints(a: CheckpointsArgs) -> anyhow::Result<Exit> {
 }
 
 fn prune(a: PruneArgs) -> anyhow::Result<Exit> {
-    if a.max_age.is_none() && a.max_records.is_none() {
-        bail!("give --max-age AGE and/or --max-records N");
+    if a.max_age.is_none() && a.max_records.is_none() && a.max_bytes.is_none() {
+        bail!("give --max-age AGE, --max-records N and/or --max-bytes BYTES");
     }
     let max_age = match &a.max_age {
         Some(s) => Some(airlock_audit::parse_age(s).map_err(|e| anyhow::anyhow!("--max-age {e}"))?),
@@ -507,6 +527,7 @@ fn prune(a: PruneArgs) -> anyhow::Result<Exit> {
     let retention = Retention {
         max_age,
         max_records: a.max_records,
+        max_bytes: a.max_bytes,
     };
     let outcome = airlock_audit::prune(&mut store, &key, &retention, OffsetDateTime::now_utc())?;
     match outcome.anchors.last() {
