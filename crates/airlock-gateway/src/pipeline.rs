@@ -469,11 +469,11 @@ async fn process(
     check_json_content_type(&parts.headers)?;
     // Inspected APIs: parse once, for routing now and for inspection at stage 6.
     let parsed = match wire_api(endpoint) {
-        Some(_) => Some(parse_request(&body)?),
+        Some(api) => Some((api, parse_request(&body)?)),
         None => None,
     };
     let probe = match &parsed {
-        Some(r) => Probe {
+        Some((_, r)) => Probe {
             model: r.model().map_err(not_an_api_request)?,
             stream: r.stream().map_err(not_an_api_request)?,
         },
@@ -527,7 +527,7 @@ async fn process(
 
     // 6. inspect
     let inspected = match &parsed {
-        Some(request) => inspect(gw, rt, ex, endpoint, request, &body),
+        Some((api, request)) => inspect(gw, rt, ex, *api, request, &body),
         None => Inspected::Forward {
             body: body.clone(),
             restore: None,
@@ -836,16 +836,10 @@ fn inspect(
     gw: &Gateway,
     rt: &Runtime,
     ex: &mut Exchange,
-    endpoint: Endpoint,
+    api: Api,
     request: &airlock_wire::Request<'_>,
     body: &Bytes,
 ) -> Inspected {
-    let Some(api) = wire_api(endpoint) else {
-        return Inspected::Forward {
-            body: body.clone(),
-            restore: None,
-        };
-    };
     let redactor = gw.redactor();
     let scope_key = match (&ex.key_id, &ex.session) {
         (Some(k), _) => format!("key:{k}"),

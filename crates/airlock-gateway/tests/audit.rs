@@ -678,15 +678,7 @@ async fn a_company_pricing_file_replaces_the_list_prices() {
         "[[price]]\nmodel = \"x\"\ninput = -1.0\noutput = 1.0\n",
     )
     .unwrap();
-    let cfg = dir.path().join("airlock.toml");
-    std::fs::write(&cfg, base_config(up, &extra)).unwrap();
-    let err = airlock_gateway::Gateway::new(airlock_gateway::ConfigSource {
-        path: Some(cfg),
-        data_dir: Some(dir.path().join("data")),
-        ..Default::default()
-    })
-    .unwrap_err()
-    .to_string();
+    let err = start_error(&base_config(up, &extra)).to_string();
     assert!(
         err.contains("prices.toml") && err.contains("input"),
         "{err}"

@@ -943,19 +943,7 @@ async fn keyed_mode_replaces_the_credential_and_revocation_applies_live() {
 #[tokio::test]
 async fn anonymous_mode_is_refused_off_loopback() {
     let mock = Mock::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg_path = dir.path().join("airlock.toml");
-    std::fs::write(
-        &cfg_path,
-        base_config(mock.addr, "").replace("127.0.0.1:0", "0.0.0.0:0"),
-    )
-    .unwrap();
-    let err = airlock_gateway::Gateway::new(airlock_gateway::ConfigSource {
-        path: Some(cfg_path),
-        data_dir: Some(dir.path().join("data")),
-        ..Default::default()
-    })
-    .unwrap_err();
+    let err = start_error(&base_config(mock.addr, "").replace("127.0.0.1:0", "0.0.0.0:0"));
     assert!(
         matches!(err, airlock_gateway::GatewayError::AnonymousNonLoopback(_)),
         "{err}"

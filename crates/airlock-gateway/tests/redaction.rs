@@ -152,19 +152,7 @@ async fn block_action_answers_403_in_the_api_shape_without_the_value() {
 #[tokio::test]
 async fn invalid_redaction_table_is_a_config_error() {
     let mock = Mock::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("airlock.toml");
-    std::fs::write(
-        &path,
-        base_config(mock.addr, "[redaction]\nsecret = \"shred\"\n"),
-    )
-    .unwrap();
-    let err = airlock_gateway::Gateway::new(airlock_gateway::ConfigSource {
-        path: Some(path),
-        data_dir: Some(dir.path().join("data")),
-        ..Default::default()
-    })
-    .unwrap_err();
+    let err = start_error(&base_config(mock.addr, "[redaction]\nsecret = \"shred\"\n"));
     assert!(err.to_string().contains("[redaction]"), "{err}");
 }
 
@@ -253,19 +241,10 @@ async fn per_tool_and_per_team_overrides() {
 #[tokio::test]
 async fn redaction_override_for_an_unknown_tool_is_a_config_error() {
     let mock = Mock::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("airlock.toml");
-    std::fs::write(
-        &path,
-        base_config(mock.addr, "[redaction.tool.qwen-cod]\npii = \"redact\"\n"),
-    )
-    .unwrap();
-    let err = airlock_gateway::Gateway::new(airlock_gateway::ConfigSource {
-        path: Some(path),
-        data_dir: Some(dir.path().join("data")),
-        ..Default::default()
-    })
-    .unwrap_err()
+    let err = start_error(&base_config(
+        mock.addr,
+        "[redaction.tool.qwen-cod]\npii = \"redact\"\n",
+    ))
     .to_string();
     assert!(
         err.contains("tool.qwen-cod") && err.contains("qwen-code"),

@@ -1,19 +1,12 @@
 //! `airlock serve` end to end: the real binary in front of a tiny loopback upstream.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A one-route HTTP/1.1 upstream on a thread: records each request, answers `{"ok":true}`.
 fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
@@ -63,33 +56,6 @@ fn read_message(stream: &mut TcpStream) -> (String, String) {
     (head, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn start(args: &[&str]) -> (Server, Option<SocketAddr>, String) {
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
-        .arg("serve")
-        .args(args)
-        .env_remove("AIRLOCK_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut log = String::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
-        log.push_str(&line);
-        log.push('\n');
-        if let Some(a) = line.strip_prefix("airlock serve: listening on http://") {
-            return (Server(child), a.trim().parse().ok(), log);
-        }
-    }
-    (Server(child), None, log)
-}
-
 fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     let mut req = format!(
@@ -113,16 +79,8 @@ fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> (
 fn quick_start_forwards_with_the_callers_key() {
     let (up, seen) = upstream();
     let data = tempfile::tempdir().unwrap();
-    let upstream_arg = format!("anthropic=http://{up}");
-    let (_srv, addr, log) = start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream_arg,
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ]);
-    let addr = addr.unwrap_or_else(|| panic!("serve did not start:\n{log}"));
+    let srv = common::start_serve(data.path(), up);
+    let addr = srv.addr;
     let body = r#"{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#;
     let (status, resp) = post(
         addr,

@@ -387,6 +387,19 @@ pub async fn start_gateway_with(config: &str, prepare: impl FnOnce(&std::path::P
     }
 }
 
+/// The error `Gateway::new` gives for `config` (TOML text); panics if the gateway starts.
+pub fn start_error(config: &str) -> airlock_gateway::GatewayError {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("airlock.toml");
+    std::fs::write(&path, config).unwrap();
+    Gateway::new(ConfigSource {
+        path: Some(path),
+        data_dir: Some(dir.path().join("data")),
+        ..ConfigSource::default()
+    })
+    .unwrap_err()
+}
+
 pub async fn start_gateway(config: &str) -> Gw {
     start_gateway_with(config, |_| {}).await
 }
