@@ -18,15 +18,23 @@ MOCK=127.0.0.1:${MOCK_PORT:-18801}
 GW=127.0.0.1:${GW_PORT:-18800}
 TARGET=${CARGO_TARGET_DIR:-target}
 PROFILE=${PROFILE:-release}   # PROFILE=dev for a quick (unrepresentative) run
+CONFIG=${CONFIG:-}             # an airlock.toml for the gateway (e.g. one with [audit] enabled = false)
+PIN=${PIN:-0}                 # PIN=1: load generator and mock on CPU 0, the gateway alone on CPU 1
+if [ "$PIN" = 1 ]; then
+  ON_LOAD="taskset -c 0"; ON_GW="taskset -c 1"
+else
+  ON_LOAD=""; ON_GW=""
+fi
 BIN="$TARGET/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")/examples"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 cargo build --profile "$PROFILE" -q -p airlock-gateway --example mock_upstream --example gateway
-"$BIN/mock_upstream" "$MOCK" 2>/dev/null &
-"$BIN/gateway" "$GW" "$WORK/data" "openai=http://$MOCK/v1" 2>/dev/null &
+$ON_LOAD "$BIN/mock_upstream" "$MOCK" 2>/dev/null &
+AIRLOCK_BENCH_CONFIG=$CONFIG $ON_GW "$BIN/gateway" "$GW" "$WORK/data" "openai=http://$MOCK/v1" 2>/dev/null &
 GW_PID=$!
 sleep 1
+kill -0 "$GW_PID" 2>/dev/null || { echo "the gateway did not start (port $GW in use?)" >&2; exit 1; }
 
 cat crates/*/src/*.rs > "$WORK/code.txt"
 python3 - "$BODY_KB" "$WORK" <<'PY'
@@ -52,7 +60,7 @@ open(f"{work}/stream.json", "w").write(body(True))
 PY
 echo "# profile: $PROFILE; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "# body: $(wc -c < "$WORK/body.json") bytes ($TURN), rate $RATE/s, $DURATION s, $CONNS connections"
+echo "# body: $(wc -c < "$WORK/body.json") bytes ($TURN), rate $RATE/s, $DURATION s, $CONNS connections, pinned: $PIN, config: ${CONFIG:-none}"
 
 pct() { # name url
   if command -v oha >/dev/null && [ "$TURN" = resend ]; then
@@ -73,27 +81,40 @@ wrk.headers["user-agent"] = "QwenCode/0.24.4 (linux; x64)"
 local f = io.open("$WORK/body.json", "rb"); wrk.body = f:read("*a"); f:close()
 function delay() return math.floor($CONNS * 1000 / $RATE) end
 local pre, post = wrk.body:match("^(.*)NONCE(.*)$")
-local n = 0
+-- Built once per thread: concatenating a megabyte per request made wrk itself the bottleneck.
+-- 64 distinct last messages per thread, cycled (each is shorter than the detection cache's
+-- minimum, so the gateway scans it on every request either way).
+local reqs, n = {}, 0
 if "$TURN" == "new" then
+  function init(args)
+    local tag = tostring(math.random(1e9))
+    for i = 1, 64 do
+      reqs[i] = wrk.format(nil, nil, nil, pre .. tag .. "-" .. tostring(i) .. post)
+    end
+  end
   function request()
-    n = n + 1
-    return wrk.format(nil, nil, nil, pre .. tostring(n) .. "-" .. tostring(math.random(1e9)) .. post)
+    n = n % #reqs + 1
+    return reqs[n]
   end
 end
 LUA
-    wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/post.lua" "$2" | sed "s/^/$1 /" | grep -E "Requests/sec|50%|99%|Non-2xx"
+    $ON_LOAD wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/post.lua" "$2" | sed "s/^/$1 /" | grep -E "Requests/sec|50%|99%|Non-2xx"
   fi
 }
 
 echo "## non-streaming, ${BODY_KB} KB bodies at ${RATE} req/s"
 pct direct "http://$MOCK/v1/chat/completions"
+cpu() { awk '{print $14 + $15}' "/proc/$GW_PID/stat"; } # utime + stime, clock ticks
+CPU0=$(cpu)
 pct gateway "http://$GW/v1/chat/completions"
+CPU1=$(cpu)
+echo "gateway CPU: $(( (CPU1 - CPU0) * 1000 / $(getconf CLK_TCK) )) ms for the run (divide by requests for CPU per request)"
 echo "gateway RSS peak: $(grep VmHWM /proc/$GW_PID/status | awk '{print $2/1024 " MiB"}')"
 
 echo "## streaming time to first byte (${TTFB_N} sequential requests each)"
 ttfb() {
   for _ in $(seq "$TTFB_N"); do
-    curl -s -o /dev/null -w '%{time_starttransfer}\n' -H 'content-type: application/json' \
+    $ON_LOAD curl -s -o /dev/null -w '%{time_starttransfer}\n' -H 'content-type: application/json' \
       -H 'user-agent: QwenCode/0.24.4 (linux; x64)' --data-binary "@$WORK/stream.json" "$2"
   done > "$WORK/$1.ttfb"
   python3 - "$1" "$WORK/$1.ttfb" <<'PY'

@@ -1,6 +1,7 @@
 //! The gateway alone, for benchmarks without building the whole `airlock` binary:
 //! `gateway LISTEN DATA_DIR UPSTREAM...` (each UPSTREAM as for `airlock serve --upstream`).
-//! Same code path as `airlock serve` (`Gateway::new` → `bind` → `serve`).
+//! Same code path as `airlock serve` (`Gateway::new` → `bind` → `serve`). A config file can be
+//! given in `AIRLOCK_BENCH_CONFIG` (e.g. to compare with the audit log switched off).
 
 use airlock_gateway::{ConfigSource, Gateway};
 
@@ -12,7 +13,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .unwrap_or_else(|| "/tmp/airlock-bench-data".into());
     let source = ConfigSource {
-        path: None,
+        path: std::env::var_os("AIRLOCK_BENCH_CONFIG")
+            .filter(|p| !p.is_empty())
+            .map(Into::into),
         cli_upstreams: args.collect(),
         listen: Some(listen),
         data_dir: Some(data_dir.into()),

@@ -89,17 +89,21 @@ fn word(b: &[u8], i: usize) -> Option<u64> {
 }
 
 /// Index of the first `"`, `\` or control byte at or after `i` (or `b.len()`). Eight bytes at
-/// a time: string contents in agent requests are long, with frequent escapes.
+/// a time: string contents in agent requests are long, with frequent escapes (source code in a
+/// tool result has one every 20–30 bytes), so the match is located from the word's bit mask
+/// rather than by a second, bytewise loop. In the has-zero-byte test a borrow can only set bits
+/// *above* the first zero byte, so the lowest set bit is exact.
 #[inline]
 fn find_special(b: &[u8], mut i: usize) -> usize {
     while let Some(x) = word(b, i) {
         let q = x ^ (LO * b'"' as u64);
         let s = x ^ (LO * b'\\' as u64);
-        let t = (q.wrapping_sub(LO) & !q)
+        let t = ((q.wrapping_sub(LO) & !q)
             | (s.wrapping_sub(LO) & !s)
-            | (x.wrapping_sub(LO * 0x20) & !x);
-        if t & HI != 0 {
-            break;
+            | (x.wrapping_sub(LO * 0x20) & !x))
+            & HI;
+        if t != 0 {
+            return i + (t.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
@@ -117,8 +121,9 @@ fn find_special(b: &[u8], mut i: usize) -> usize {
 fn find_backslash(b: &[u8], mut i: usize) -> usize {
     while let Some(x) = word(b, i) {
         let s = x ^ (LO * b'\\' as u64);
-        if (s.wrapping_sub(LO) & !s) & HI != 0 {
-            break;
+        let t = s.wrapping_sub(LO) & !s & HI;
+        if t != 0 {
+            return i + (t.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
@@ -538,6 +543,41 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The word-at-a-time searches against a bytewise search, with every pair of bytes that
+    /// can trip the has-zero-byte borrow (a match followed by the byte one above it) at every
+    /// offset of a buffer longer than two words.
+    #[test]
+    fn word_search_matches_bytewise() {
+        let interesting = [
+            b'"', b'#', b'\\', b']', 0x00, 0x01, 0x1f, 0x20, 0x21, b'a', 0x80, 0xff,
+        ];
+        for &x in &interesting {
+            for &y in &interesting {
+                for at in 0..20 {
+                    let mut b = vec![b'a'; 20];
+                    b[at] = x;
+                    if at + 1 < b.len() {
+                        b[at + 1] = y;
+                    }
+                    for from in 0..b.len() {
+                        let naive = |p: fn(u8) -> bool| {
+                            b[from..]
+                                .iter()
+                                .position(|&c| p(c))
+                                .map_or(b.len(), |o| from + o)
+                        };
+                        assert_eq!(
+                            find_special(&b, from),
+                            naive(|c| c == b'"' || c == b'\\' || c < 0x20),
+                            "{b:?} from {from}"
+                        );
+                        assert_eq!(find_backslash(&b, from), naive(|c| c == b'\\'));
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn agrees_with_serde_on_validity() {
