@@ -10,17 +10,21 @@
 //! answer until its record is committed, so that stall landed on one answer in a hundred (the
 //! writer's submit→committed p99 was 5 ms on an idle machine, its p50 90 µs). The writer's store
 //! therefore copies WAL frames into the database from its own thread and connection
-//! ([`SqliteStore::checkpoint_in_background`]): PASSIVE checkpoints, which never block the writer,
-//! and a bounded RESTART when the WAL has grown past [`WAL_RESTART_FRAMES`] (under sustained load
-//! a passive checkpointer never catches up, and only a restart lets the WAL start over). The
-//! writer keeps an automatic checkpoint far above that, as a backstop.
+//! ([`SqliteStore::checkpoint_in_background`]), woken by the writer's WAL hook every
+//! [`CHECKPOINT_AFTER_FRAMES`] with PASSIVE checkpoints, which never block the writer. The writer
+//! checkpoints by itself only past [`WRITER_CHECKPOINT_FRAMES`], which sustained load reaches
+//! (see there).
 
 use std::ops::ControlFlow;
+use std::os::raw::c_int;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rusqlite::hooks::Wal;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
@@ -73,15 +77,14 @@ pub const MIGRATIONS: &[&str] = &[
 const ROW_COLS: &str = "seq, time_ms, user, team, tool, decision, model, prev_hash, hash, record";
 const ROW_COLS_BODIES: &str = "seq, time_ms, user, team, tool, decision, model, prev_hash, hash, record, request_body, response_body";
 
-/// WAL size, in frames (pages of 4 KiB), above which the background checkpointer restarts the
-/// WAL (64 MiB).
-pub const WAL_RESTART_FRAMES: i64 = 16_384;
-/// The writer's own automatic checkpoint once checkpoints run in the background: a backstop
-/// should the background thread fall behind (128 MiB).
-const WRITER_AUTOCHECKPOINT_PAGES: i64 = 32_768;
-/// How long a RESTART checkpoint may wait for readers (an export in progress) before it gives up
-/// and tries again later; writers wait for it meanwhile, so it is short.
-const RESTART_WAIT: Duration = Duration::from_millis(100);
+/// WAL frames (pages of 4 KiB) after which the writer wakes the background checkpointer:
+/// SQLite's own automatic-checkpoint threshold (about 4 MiB).
+pub const CHECKPOINT_AFTER_FRAMES: c_int = 1000;
+/// WAL frames above which the writer copies them itself, as SQLite's automatic checkpoint
+/// would (64 MiB). Under sustained load the background checkpointer never quite catches up
+/// (frames arrive while it copies) and only a checkpoint by the writer lets the WAL start over;
+/// most frames are already copied by then, so this one is short.
+pub const WRITER_CHECKPOINT_FRAMES: c_int = 16_384;
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -93,31 +96,23 @@ pub struct SqliteStore {
 
 /// The checkpoint thread of [`SqliteStore::checkpoint_in_background`]; stopped on drop.
 struct BackgroundCheckpoints {
-    stop: SyncSender<()>,
+    wake: SyncSender<Wake>,
     handle: Option<JoinHandle<()>>,
+    rounds: Arc<AtomicU64>,
+}
+
+enum Wake {
+    Checkpoint,
+    Stop,
 }
 
 impl Drop for BackgroundCheckpoints {
     fn drop(&mut self) {
-        let _ = self.stop.try_send(());
+        let _ = self.wake.send(Wake::Stop);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
     }
-}
-
-/// One round of the background checkpointer: `(frames in the WAL, frames copied)` after it.
-fn checkpoint_round(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
-    let passive = |mode: &str| {
-        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        })
-    };
-    let (log, done) = passive("PASSIVE")?;
-    if log > WAL_RESTART_FRAMES {
-        return passive("RESTART");
-    }
-    Ok((log, done))
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -187,9 +182,10 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Copy WAL frames into the database every `every` from a thread of its own, instead of
-    /// inside committing transactions (see the module documentation). For the single writer.
-    pub fn checkpoint_in_background(&mut self, every: Duration) -> Result<(), AuditError> {
+    /// Copy WAL frames into the database from a thread of its own, woken by the writer every
+    /// [`CHECKPOINT_AFTER_FRAMES`], instead of inside committing transactions (see the module
+    /// documentation). For the single writer.
+    pub fn checkpoint_in_background(&mut self) -> Result<(), AuditError> {
         if self.background.is_some() {
             return Ok(());
         }
@@ -202,23 +198,39 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(err)?;
-        conn.busy_timeout(RESTART_WAIT).map_err(err)?;
+        let (wake, wake_rx) = sync_channel::<Wake>(1);
+        let kick = wake.clone();
+        // Replaces SQLite's automatic checkpoint (which is itself a WAL hook).
         self.conn
-            .pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+            .wal_hook(Some(move |wal: &mut Wal, frames: c_int| {
+                if frames >= WRITER_CHECKPOINT_FRAMES {
+                    wal.checkpoint()?;
+                } else if frames >= CHECKPOINT_AFTER_FRAMES {
+                    // Already awake (the slot is full) is fine.
+                    let _ = kick.try_send(Wake::Checkpoint);
+                }
+                Ok(())
+            }))
             .map_err(err)?;
-        let (stop, stop_rx) = sync_channel::<()>(1);
+        let rounds = Arc::new(AtomicU64::new(0));
+        let counted = rounds.clone();
         let path = self.path.clone();
         let handle = std::thread::Builder::new()
             .name("airlock-audit-checkpoint".into())
             .spawn(move || {
                 let mut failing = false;
-                while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
-                    match checkpoint_round(&conn) {
-                        Ok((log, done)) => {
+                while let Ok(Wake::Checkpoint) = wake_rx.recv() {
+                    // PASSIVE: copies what it can without ever blocking the writer.
+                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    }) {
+                        Ok((log, copied)) => {
                             failing = false;
-                            tracing::trace!(log, done, "audit WAL checkpoint");
+                            counted.fetch_add(1, Ordering::Relaxed);
+                            tracing::trace!(log, copied, "audit WAL checkpoint");
                         }
-                        // Logged once per failing streak; the writer's backstop still holds.
+                        // Logged once per failing streak; the writer's own checkpoint still
+                        // bounds the WAL.
                         Err(e) if !failing => {
                             failing = true;
                             tracing::warn!(path = %path.display(), error = %e, "audit WAL checkpoint failed");
@@ -229,10 +241,18 @@ impl SqliteStore {
             })
             .map_err(|e| AuditError::io("audit checkpoint thread", e))?;
         self.background = Some(BackgroundCheckpoints {
-            stop,
+            wake,
             handle: Some(handle),
+            rounds,
         });
         Ok(())
+    }
+
+    /// Checkpoints the background thread has completed.
+    pub fn background_checkpoints(&self) -> u64 {
+        self.background
+            .as_ref()
+            .map_or(0, |b| b.rounds.load(Ordering::Relaxed))
     }
 
     /// The database file.
@@ -720,15 +740,7 @@ mod tests {
     fn background_checkpoints_copy_the_wal() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SqliteStore::create(dir.path()).unwrap();
-        let auto = |s: &SqliteStore| -> i64 {
-            s.connection()
-                .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
-                .unwrap()
-        };
-        assert_eq!(auto(&s), 1000);
-        s.checkpoint_in_background(Duration::from_millis(20))
-            .unwrap();
-        assert_eq!(auto(&s), WRITER_AUTOCHECKPOINT_PAGES);
+        s.checkpoint_in_background().unwrap();
         // About 6 MB of WAL: more than SQLite's default automatic checkpoint would allow.
         let blob = vec![7u8; 3000];
         for seq in 1..=2000i64 {
@@ -739,7 +751,7 @@ mod tests {
                 )
                 .unwrap();
         }
-        // The writer's own threshold is now 128 MiB, so only the background thread can have
+        // The writer's own threshold is now 64 MiB, so only the background thread can have
         // copied the pages into the database file.
         let size = |f: &str| std::fs::metadata(dir.path().join(f)).map_or(0, |m| m.len());
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -752,6 +764,7 @@ mod tests {
             size(DB_FILE),
             size("audit.db-wal")
         );
+        assert!(s.background_checkpoints() > 0);
         drop(s); // stops and joins the thread
     }
 

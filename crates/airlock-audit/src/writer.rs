@@ -32,9 +32,6 @@ pub const DEFAULT_MAX_BATCH: usize = 1024;
 /// Default: sign a checkpoint at least every this many records...
 pub const DEFAULT_CHECKPOINT_EVERY_RECORDS: u64 = 10_000;
 /// ...and at least this often while records arrive.
-/// How often the store copies WAL frames into the database, off the commit path (a WAL
-/// checkpoint; not to be confused with the signed checkpoints of the chain).
-const BACKGROUND_CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 /// Default: apply retention this often (when configured).
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
@@ -188,7 +185,7 @@ impl AuditLog {
     /// the writer thread.
     pub fn open(dir: &Path, options: AuditOptions) -> Result<AuditLog, AuditError> {
         let mut store = SqliteStore::create(dir)?;
-        store.checkpoint_in_background(BACKGROUND_CHECKPOINT_EVERY)?;
+        store.checkpoint_in_background()?;
         let key = AuditKey::load_or_create(dir)?;
         Self::with_store(dir, Box::new(store), key, options)
     }
