@@ -94,6 +94,43 @@ fn every_rule_example_matches_exactly_and_negatives_do_not() {
     );
 }
 
+/// All positive examples in one large text (so that the engine takes its large-input path:
+/// hundreds of candidate windows, grouped by a counting sort and merged): every example's value
+/// is found at its shifted span by its rule, exactly as when the example is scanned alone.
+#[test]
+fn examples_in_one_large_text_are_found_as_alone() {
+    let engine = Engine::builtin().expect("built-in rules compile");
+    let mut text = String::new();
+    let mut expected = Vec::new();
+    for round in 0..3 {
+        for rule in engine.rules() {
+            for ex in &rule.examples {
+                let (t, spans) = parse_example(ex);
+                // Blank lines between examples keep their windows and contexts apart.
+                text.push_str(&format!("\n\n// {round}\n\n"));
+                let base = text.len();
+                text.push_str(&t);
+                for (s, e) in spans {
+                    expected.push((rule.id.clone(), base + s, base + e));
+                }
+            }
+        }
+    }
+    let found: HashSet<(std::sync::Arc<str>, usize, usize)> = engine
+        .scan(&text)
+        .into_iter()
+        .map(|f| (f.rule_id, f.start, f.end))
+        .collect();
+    let missing: Vec<_> = expected.iter().filter(|x| !found.contains(*x)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} example values not found in the large text, e.g. {:?}",
+        missing.len(),
+        expected.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
 #[test]
 fn packs_are_complete() {
     let engine = Engine::builtin().unwrap();
