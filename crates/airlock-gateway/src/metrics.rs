@@ -18,6 +18,8 @@ pub const REQUEST_DURATION: &str = "airlock_request_duration_seconds";
 pub const GATEWAY_OVERHEAD: &str = "airlock_gateway_overhead_seconds";
 /// Time from sending the request upstream to receiving the upstream's response headers.
 pub const UPSTREAM_FIRST_BYTE: &str = "airlock_upstream_first_byte_seconds";
+/// How long the end of an answer was held until its audit record was committed.
+pub const AUDIT_COMMIT_WAIT: &str = "airlock_audit_commit_wait_seconds";
 /// Request body bytes received from agents.
 pub const BYTES_IN: &str = "airlock_request_bytes_total";
 /// Response body bytes sent to agents.
@@ -77,6 +79,7 @@ struct Inner {
     duration: HashMap<(&'static str, String), Histogram>,
     overhead: HashMap<&'static str, Histogram>,
     first_byte: HashMap<String, Histogram>,
+    audit_wait: Histogram,
     bytes_in: HashMap<(&'static str, String), u64>,
     bytes_out: HashMap<(&'static str, String), u64>,
     upstream_errors: HashMap<(String, &'static str), u64>,
@@ -174,6 +177,10 @@ impl Metrics {
         }
     }
 
+    pub fn observe_audit_wait(&self, d: Duration) {
+        self.lock().audit_wait.observe(d.as_secs_f64());
+    }
+
     pub fn upstream_error(&self, upstream: &str, reason: &'static str) {
         let mut g = self.lock();
         if g.upstream_errors.len() < MAX_SERIES {
@@ -257,6 +264,15 @@ impl Metrics {
         }
         header(
             &mut out,
+            AUDIT_COMMIT_WAIT,
+            "histogram",
+            "Time the end of an answer was held until its audit record was committed.",
+        );
+        if g.audit_wait.count > 0 {
+            hist(&mut out, AUDIT_COMMIT_WAIT, "", &g.audit_wait);
+        }
+        header(
+            &mut out,
             BYTES_IN,
             "counter",
             "Request body bytes received from agents.",
@@ -331,13 +347,18 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 fn hist(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let (sep, braced) = if labels.is_empty() {
+        ("", String::new())
+    } else {
+        (",", format!("{{{labels}}}"))
+    };
     for (i, b) in BUCKETS.iter().enumerate() {
         let c = h.counts.get(i).copied().unwrap_or(0);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {c}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
     }
-    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
-    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum{braced} {}", h.sum);
+    let _ = writeln!(out, "{name}_count{braced} {}", h.count);
 }
 
 #[cfg(test)]

@@ -65,6 +65,28 @@ impl Reject {
     }
 }
 
+/// The audit commit an answer's end is held for; reports the wait to the metrics
+/// ([`crate::metrics::AUDIT_COMMIT_WAIT`]) when it resolves.
+pub struct HeldCommit {
+    commit: Committed,
+    since: Instant,
+    gw: Arc<Gateway>,
+}
+
+impl Future for HeldCommit {
+    type Output = Result<u64, airlock_audit::CommitError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let r = std::pin::Pin::new(&mut self.commit).poll(cx);
+        if r.is_ready() {
+            self.gw.metrics().observe_audit_wait(self.since.elapsed());
+        }
+        r
+    }
+}
+
 /// One request as logs, metrics (and later the audit log) see it. Recorded exactly once, when
 /// the exchange ends — normally, with an error, or because the agent hung up.
 pub struct Exchange {
@@ -189,7 +211,7 @@ impl Exchange {
 
     /// Records metrics, the log line and the audit record. Idempotent. Returns the audit
     /// commit to await when the audit log is on and accepted the record.
-    pub fn finish(&mut self) -> Option<Committed> {
+    pub fn finish(&mut self) -> Option<HeldCommit> {
         if self.recorded {
             return None;
         }
@@ -236,7 +258,11 @@ impl Exchange {
         );
         let audit = self.gw.audit()?.clone();
         match audit.submit(self.audit_record(duration)) {
-            Ok(c) => Some(c),
+            Ok(c) => Some(HeldCommit {
+                commit: c,
+                since: Instant::now(),
+                gw: self.gw.clone(),
+            }),
             Err(e) => {
                 self.audit_lost = true;
                 tracing::warn!(request_id = %self.id, error = %e, "audit record not queued");

@@ -22,8 +22,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
-use crate::pipeline::Exchange;
-use airlock_audit::{BodyCapture, Committed, PriceTable};
+use crate::pipeline::{Exchange, HeldCommit};
+use airlock_audit::{BodyCapture, PriceTable};
 use airlock_wire::UsageAccumulator;
 use std::future::Future;
 
@@ -313,7 +313,7 @@ pub struct Relay {
     done: bool,
     /// The audit commit of a completed exchange: the end of the body is released only once
     /// it resolves, so an agent that saw the end of its answer has a durable record.
-    commit: Option<Committed>,
+    commit: Option<HeldCommit>,
     /// Body bytes still to come when the upstream announced a length (and nothing rewrites
     /// the body): the frame that completes it is the end the agent sees, so it is held.
     remaining: Option<u64>,

@@ -1032,4 +1032,14 @@ async fn health_ready_and_metrics() {
         assert!(m.contains(name), "{name} missing");
     }
     assert!(m.contains("decision=\"allow\",status=\"200\""));
+    // The answer's end waited for its audit record; the wait is a histogram without labels.
+    assert!(
+        m.contains("airlock_audit_commit_wait_seconds_count 1\n"),
+        "{}",
+        m.lines()
+            .filter(|l| l.contains("audit_commit_wait"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(m.contains("airlock_audit_commit_wait_seconds_bucket{le=\"+Inf\"} 1\n"));
 }
