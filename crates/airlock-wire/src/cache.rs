@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use foldhash::quality::RandomState;
 
@@ -27,6 +28,8 @@ type Key = (u64, u64, usize);
 /// full, the older half of its entries is dropped.
 pub struct CachedDetector<D> {
     inner: D,
+    /// Unique per instance (a rule reload builds a new one): see [`Detector::memo_id`].
+    id: u64,
     keys: (RandomState, RandomState),
     max_entries: usize,
     map: Mutex<Cache<Vec<Detection>>>,
@@ -91,8 +94,10 @@ impl<D: Detector> CachedDetector<D> {
     }
 
     pub fn with_capacity(inner: D, max_entries: usize) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         CachedDetector {
             inner,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             keys: (RandomState::default(), RandomState::default()),
             max_entries: max_entries.max(2),
             map: Mutex::new(Cache::default()),
@@ -160,6 +165,10 @@ impl<D: Detector> Detector for CachedDetector<D> {
         }
         let key = self.key(raw);
         lock(&self.clean).insert(key, (), self.max_entries);
+    }
+
+    fn memo_id(&self) -> Option<u64> {
+        Some(self.id)
     }
 }
 

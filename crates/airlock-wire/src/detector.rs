@@ -58,4 +58,10 @@ pub trait Detector: Send + Sync {
     }
     /// Remember that the JSON string literal with these raw bytes held no detection at all.
     fn note_clean(&self, _raw: &[u8]) {}
+    /// An identity under which this detector's results may be remembered across requests: the
+    /// same id promises the same detections for the same text (so a detector built from other
+    /// rules must have another id). `None` (the default): nothing is remembered.
+    fn memo_id(&self) -> Option<u64> {
+        None
+    }
 }

@@ -1,6 +1,7 @@
 //! Outbound inspection: walk every text-bearing part of a request, apply the policy, rewrite.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -195,6 +196,9 @@ impl<'a> Request<'a> {
             },
             scratch: Vec::new(),
             dirty: false,
+            memo: detector
+                .memo_id()
+                .map(|id| (id, policy_fingerprint(actions))),
         };
         let (src, root) = (self.src, &self.root);
         let mut edits = Vec::new();
@@ -234,6 +238,8 @@ struct Cx<'a> {
     scratch: Vec<Detection>,
     /// Set when the detector found anything in the leaf being walked (see `remembered`).
     dirty: bool,
+    /// `(detector memo id, policy fingerprint)` when outcomes may be remembered in the scope.
+    memo: Option<(u64, u64)>,
 }
 
 const MEDIA_TYPES: &[&str] = &[
@@ -266,6 +272,14 @@ const OPAQUE_KEYS: &[&str] = &[
     "status",
     "role",
 ];
+
+/// Identifies a policy for the literal memory (`memo.rs`): equal policies, equal fingerprints.
+fn policy_fingerprint(actions: &Actions) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    format!("{actions:?}").hash(&mut h);
+    h.finish()
+}
 
 fn to_edits(v: Vec<(usize, usize, String)>) -> Vec<Edit> {
     v.into_iter()
@@ -374,24 +388,79 @@ impl Cx<'_> {
     }
 
     /// Run `walk` over the string literal `s` unless the detector already knows its raw bytes
-    /// hold nothing; afterwards tell the detector when they held nothing.
-    fn remembered(&mut self, src: &str, s: &Str, walk: impl FnOnce(&mut Self)) {
+    /// hold nothing, or this scope remembers what they held (`memo.rs`); afterwards tell the
+    /// detector when they held nothing, or remember what they held.
+    fn remembered(
+        &mut self,
+        src: &str,
+        s: &Str,
+        loc: &Location,
+        modifiable: bool,
+        out: &mut Vec<Edit>,
+        walk: impl FnOnce(&mut Self, &mut Vec<Edit>),
+    ) {
         let raw = s.raw(src).as_bytes();
         if self.det.known_clean(raw) {
             self.out.text_leaves += 1;
             self.out.text_bytes += raw.len();
             return;
         }
+        let key = self
+            .memo
+            .filter(|_| raw.len() >= crate::CACHE_MIN_TEXT)
+            .map(|(det, policy)| self.scope.memo_key(raw, det, policy, modifiable));
+        if let Some(m) = key.as_ref().and_then(|k| self.scope.memo_get(k))
+            && m.loc == *loc
+        {
+            out.extend(m.edits.iter().map(|(a, b, t)| Edit {
+                start: s.start + a,
+                end: s.start + b,
+                text: t.clone(),
+            }));
+            self.out.findings.extend(m.findings.iter().cloned());
+            self.out.text_leaves += m.text_leaves;
+            self.out.text_bytes += m.text_bytes;
+            self.dirty = true;
+            return;
+        }
         let outer = std::mem::replace(&mut self.dirty, false);
-        walk(self);
+        let (e0, f0) = (out.len(), self.out.findings.len());
+        let (l0, b0) = (self.out.text_leaves, self.out.text_bytes);
+        walk(self, out);
         if !self.dirty {
             self.det.note_clean(raw);
+        } else if let Some(k) = key {
+            let found = &self.out.findings[f0..];
+            // A literal that blocks is never replayed: the block must be decided afresh.
+            let replayable = found.len() <= crate::memo::MAX_MEMO_FINDINGS
+                && !found.iter().any(|f| f.action == Resolved::Block)
+                && out[e0..]
+                    .iter()
+                    .all(|e| e.start >= s.start && e.end <= s.end);
+            if replayable {
+                let placeholders = found
+                    .iter()
+                    .filter_map(|f| f.placeholder.as_deref().map(Arc::from))
+                    .collect();
+                let memo = crate::memo::Memo {
+                    loc: loc.clone(),
+                    edits: out[e0..]
+                        .iter()
+                        .map(|e| (e.start - s.start, e.end - s.start, e.text.clone()))
+                        .collect(),
+                    findings: found.to_vec(),
+                    placeholders,
+                    text_leaves: self.out.text_leaves - l0,
+                    text_bytes: self.out.text_bytes - b0,
+                };
+                self.scope.memo_put(k, memo);
+            }
         }
         self.dirty |= outer;
     }
 
     fn text(&mut self, src: &str, s: &Str, loc: &Location, modifiable: bool, out: &mut Vec<Edit>) {
-        self.remembered(src, s, |cx| {
+        self.remembered(src, s, loc, modifiable, out, |cx, out| {
             let dec = s.decode(src);
             let edits = cx.scan_text(&dec.text, loc, modifiable);
             dec.map_edits(to_edits(edits), out);
@@ -408,7 +477,7 @@ impl Cx<'_> {
         modifiable: bool,
         out: &mut Vec<Edit>,
     ) {
-        self.remembered(src, s, |cx| {
+        self.remembered(src, s, loc, modifiable, out, |cx, out| {
             let dec = s.decode(src);
             let inner: &str = &dec.text;
             match json::parse(inner) {

@@ -23,6 +23,7 @@ mod detector;
 mod engine;
 mod inspect;
 pub mod json;
+mod memo;
 mod peek;
 mod restore;
 mod sse;

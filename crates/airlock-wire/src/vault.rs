@@ -13,7 +13,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use foldhash::quality::RandomState;
+use std::hash::BuildHasher;
 use zeroize::Zeroize;
+
+use crate::memo::{Memo, MemoKey, MemoMap};
 
 /// Upper bound on a placeholder's length, `[REDACTED_` + label + `_` + number + `]`.
 pub const MAX_PLACEHOLDER_LEN: usize = 64;
@@ -180,6 +184,9 @@ struct Entry {
 }
 
 struct ScopeData {
+    /// Outcomes of literals that held something (see `memo.rs`).
+    memo: MemoMap,
+    memo_keys: (RandomState, RandomState),
     by_value: HashMap<VKey, Entry>,
     by_placeholder: HashMap<Arc<str>, Arc<SecretValue>>,
     counters: HashMap<Box<str>, u64>,
@@ -192,6 +199,8 @@ struct ScopeData {
 impl ScopeData {
     fn new(cfg: VaultConfig, now: Instant) -> Self {
         ScopeData {
+            memo: MemoMap::default(),
+            memo_keys: (RandomState::default(), RandomState::default()),
             by_value: HashMap::new(),
             by_placeholder: HashMap::new(),
             counters: HashMap::new(),
@@ -317,6 +326,49 @@ impl VaultScope {
 
     pub fn len(&self) -> usize {
         lock(&self.data).by_value.len()
+    }
+
+    /// The memo key of a raw literal (keyed hashes under this scope's random keys).
+    pub(crate) fn memo_key(
+        &self,
+        raw: &[u8],
+        detector: u64,
+        policy: u64,
+        modifiable: bool,
+    ) -> MemoKey {
+        let d = lock(&self.data);
+        let (a, b) = (&d.memo_keys.0, &d.memo_keys.1);
+        (
+            detector,
+            policy,
+            modifiable,
+            a.hash_one(raw),
+            b.hash_one(raw),
+            raw.len(),
+        )
+    }
+
+    /// A remembered outcome, if every placeholder it uses is still in this scope (they are
+    /// refreshed, as looking them up again would).
+    pub(crate) fn memo_get(&self, key: &MemoKey) -> Option<Arc<Memo>> {
+        let mut d = lock(&self.data);
+        let m = d.memo.get(key)?;
+        d.tick += 1;
+        let tick = d.tick;
+        for ph in &m.placeholders {
+            let v = d.by_placeholder.get(ph)?.clone();
+            d.by_value.get_mut(v.expose())?.tick = tick;
+        }
+        Some(m)
+    }
+
+    pub(crate) fn memo_put(&self, key: MemoKey, memo: Memo) {
+        lock(&self.data).memo.insert(key, memo);
+    }
+
+    /// Literals remembered by this scope.
+    pub fn memo_len(&self) -> usize {
+        lock(&self.data).memo.len()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
