@@ -35,7 +35,8 @@ fn collect(dir: &std::path::Path, out: &mut Vec<u8>, limit: usize) {
             && std::str::from_utf8(&b).is_ok()
         {
             out.extend_from_slice(&b);
-            out.push(b'\n');
+            // NUL separates files (valid UTF-8, not in source text): "file by file" splits on it.
+            out.push(0);
         }
     }
 }
@@ -96,6 +97,25 @@ fn main() {
         16 << 20,
     );
     measure("source code (registry)", &engine, &src);
+    // The same files scanned one by one, as `airlock scan` does (per-scan fixed costs count).
+    let files: Vec<&[u8]> = src.split(|&b| b == 0).filter(|f| !f.is_empty()).collect();
+    let (w0, c0) = (Instant::now(), cpu_ns());
+    let mut n = 0;
+    for _ in 0..4 {
+        for f in &files {
+            n += engine.scan_bytes(f).len();
+        }
+    }
+    let (wall, cpu) = (w0.elapsed().as_secs_f64(), (cpu_ns() - c0) as f64 / 1e9);
+    let mb = (src.len() * 4) as f64 / 1e6;
+    println!(
+        "{:<28} {:>7} files  wall {:>7.1} MB/s  cpu {:>7.1} MB/s  ({} findings/iter)",
+        "same, file by file",
+        files.len(),
+        mb / wall,
+        mb / cpu.max(1e-9),
+        n / 4
+    );
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/fixtures/agents"
@@ -131,5 +151,23 @@ fn main() {
         "敏捷的棕色狐狸跳过了懒狗。日本語のテキスト。"
             .repeat(1 << 14)
             .as_bytes(),
+    );
+    // The fixed cost of one scan: the gateway scans every short text leaf of a request (user
+    // turns, tool names, small arguments) and the reviewer every string literal of a package.
+    let short = [
+        "Read part 12 of src/lib.rs",
+        "You are a coding agent. Follow the user's instructions.",
+        "fn main() { println!(\"hello\"); }",
+    ];
+    let n = 1_000_000;
+    let c0 = cpu_ns();
+    let mut found = 0;
+    for i in 0..n {
+        found += engine.scan(short[i % short.len()]).len();
+    }
+    println!(
+        "{:<28} {:>7.0} ns CPU per scan ({found} findings)",
+        "short texts (26-55 bytes)",
+        (cpu_ns() - c0) as f64 / n as f64
     );
 }

@@ -94,9 +94,10 @@ fn every_rule_example_matches_exactly_and_negatives_do_not() {
     );
 }
 
-/// All positive examples in one large text (so that the engine takes its large-input path:
-/// hundreds of candidate windows, grouped by a counting sort and merged): every example's value
-/// is found at its shifted span by its rule, exactly as when the example is scanned alone.
+/// All positive examples in one large text (hundreds of candidate windows across every rule in
+/// the engine's per-thread table): every example's value is found at its shifted span by its
+/// rule, exactly as when the example is scanned alone. Then, on the same thread (the table is
+/// reused), each example alone gives what it gives on a fresh thread.
 #[test]
 fn examples_in_one_large_text_are_found_as_alone() {
     let engine = Engine::builtin().expect("built-in rules compile");
@@ -129,6 +130,25 @@ fn examples_in_one_large_text_are_found_as_alone() {
         expected.len(),
         &missing[..missing.len().min(5)]
     );
+    let spans = |text: &str| -> Vec<(std::sync::Arc<str>, usize, usize)> {
+        engine
+            .scan(text)
+            .into_iter()
+            .map(|f| (f.rule_id, f.start, f.end))
+            .collect()
+    };
+    let examples: Vec<String> = engine
+        .rules()
+        .iter()
+        .flat_map(|r| r.examples.iter().map(|e| parse_example(e).0))
+        .collect();
+    let here: Vec<_> = examples.iter().map(|t| spans(t)).collect();
+    let fresh: Vec<_> = std::thread::scope(|s| {
+        s.spawn(|| examples.iter().map(|t| spans(t)).collect())
+            .join()
+            .unwrap()
+    });
+    assert_eq!(here, fresh);
 }
 
 #[test]
