@@ -22,6 +22,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod budget;
 pub mod keys;
 pub mod metrics;
 pub mod pipeline;

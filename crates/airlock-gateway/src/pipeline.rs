@@ -22,16 +22,17 @@ use time::OffsetDateTime;
 
 use airlock_policy::{Identity, Subject, UpstreamApi};
 use airlock_wire::Api;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
 use crate::admin;
 use crate::api::{self, Endpoint, ErrorKind, Family, RouteError};
+use crate::budget::{BodyBudget, Reservation};
 use crate::keys::Principal;
 use crate::metrics::RequestRecord;
 use crate::redact::{self, Restore};
@@ -352,6 +353,11 @@ fn error_response(family: Family, reject: &Reject) -> Response<GatewayBody> {
         ERROR_SOURCE_HEADER,
         HeaderValue::from_static(reject.kind.cause().as_str()),
     );
+    if reject.kind == ErrorKind::Unavailable {
+        // Agents' retry logic reads it (Airlock is momentarily full, not broken).
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     r
 }
 
@@ -489,7 +495,8 @@ async fn process(
     }
 
     // 2. read
-    let body = read_body(rt, &parts.headers, body).await?;
+    // Held until this function returns: the body has been forwarded by then.
+    let (body, _reservation) = read_body(rt, gw.body_budget(), &parts.headers, body).await?;
     ex.bytes_in = body.len() as u64;
     let t_overhead = Instant::now();
     check_json_content_type(&parts.headers)?;
@@ -674,7 +681,15 @@ fn set_identity(ex: &mut Exchange, id: &Identity) {
     ex.signal = id.signal.clone();
 }
 
-async fn read_body(rt: &Runtime, headers: &HeaderMap, body: Incoming) -> Result<Bytes, Reject> {
+/// Reads the whole body within `max_body_bytes`, the body time limit and the gateway's
+/// in-flight budget ([`crate::budget`]); the returned reservation must live until the body has
+/// been forwarded.
+async fn read_body(
+    rt: &Runtime,
+    budget: &BodyBudget,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<(Bytes, Reservation), Reject> {
     let max = rt.limits.max_body_bytes;
     let too_large = || {
         Reject::new(
@@ -684,16 +699,65 @@ async fn read_body(rt: &Runtime, headers: &HeaderMap, body: Incoming) -> Result<
             ),
         )
     };
-    if let Some(len) = headers
+    let busy = || {
+        Reject::new(
+            ErrorKind::Unavailable,
+            format!(
+                "Airlock is holding as many request bodies as it may at once (server.max_inflight_body_bytes = {} bytes); retry shortly",
+                budget.bytes()
+            ),
+        )
+    };
+    let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > max
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|len| len > max) {
         return Err(too_large());
     }
-    let limited = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
-    match tokio::time::timeout(rt.limits.body_timeout, limited.collect()).await {
+    let mut held = Reservation::default();
+    // hyper delivers exactly `content-length` bytes; a chunked body reserves as it comes.
+    if let Some(len) = length
+        && !budget.grow(&mut held, len)
+    {
+        return Err(busy());
+    }
+    let read = async {
+        let mut body = body;
+        let mut parts: Vec<Bytes> = Vec::new();
+        let mut total = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                Reject::new(
+                    ErrorKind::InvalidRequest,
+                    format!("Could not read the request body: {e}"),
+                )
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            total += data.len() as u64;
+            if total > max {
+                return Err(too_large());
+            }
+            if length.is_none() && !budget.grow(&mut held, data.len() as u64) {
+                return Err(busy());
+            }
+            parts.push(data);
+        }
+        Ok(match parts.len() {
+            0 => Bytes::new(),
+            1 => parts.swap_remove(0),
+            _ => {
+                let mut all = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
+                for p in parts {
+                    all.extend_from_slice(&p);
+                }
+                all.freeze()
+            }
+        })
+    };
+    match tokio::time::timeout(rt.limits.body_timeout, read).await {
         Err(_) => Err(Reject::new(
             ErrorKind::RequestTimeout,
             format!(
@@ -701,17 +765,7 @@ async fn read_body(rt: &Runtime, headers: &HeaderMap, body: Incoming) -> Result<
                 rt.limits.body_timeout.as_secs()
             ),
         )),
-        Ok(Err(e))
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_large())
-        }
-        Ok(Err(e)) => Err(Reject::new(
-            ErrorKind::InvalidRequest,
-            format!("Could not read the request body: {e}"),
-        )),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(r) => r.map(|b| (b, held)),
     }
 }
 

@@ -83,6 +83,7 @@ pub struct Limits {
     pub max_body_bytes: u64,
     pub max_header_bytes: usize,
     pub max_connections: usize,
+    pub max_inflight_body_bytes: u64,
     pub header_timeout: Duration,
     /// Time allowed to receive the whole request body.
     pub body_timeout: Duration,
@@ -334,6 +335,7 @@ impl Runtime {
             max_body_bytes: s.max_body_bytes,
             max_header_bytes: usize::try_from(s.max_header_bytes).unwrap_or(usize::MAX),
             max_connections: s.max_connections as usize,
+            max_inflight_body_bytes: s.max_inflight_body_bytes,
             header_timeout: Duration::from_millis(s.header_timeout_ms.max(1)),
             body_timeout: BODY_TIMEOUT,
         };

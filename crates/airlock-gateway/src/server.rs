@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::budget::BodyBudget;
 use crate::keys::{KeyError, KeySnapshot, KeyStore, store_stamp};
 use crate::metrics::Metrics;
 use crate::pipeline::handle;
@@ -89,6 +90,8 @@ pub struct Gateway {
     audit: Option<Arc<AuditLog>>,
     audit_fail_closed: bool,
     pricing: Arc<PriceTable>,
+    /// `server.max_inflight_body_bytes`, sized at start (a reload does not resize it).
+    body_budget: BodyBudget,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -126,7 +129,9 @@ impl Gateway {
         };
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
+        let body_budget = BodyBudget::new(rt.limits.max_inflight_body_bytes);
         Ok(Arc::new(Gateway {
+            body_budget,
             runtime: ArcSwap::from_pointee(rt),
             source,
             keys: ArcSwap::from_pointee(snapshot),
@@ -142,6 +147,11 @@ impl Gateway {
             audit_fail_closed,
             pricing,
         }))
+    }
+
+    /// The in-flight request-body budget ([`crate::budget`]).
+    pub fn body_budget(&self) -> &BodyBudget {
+        &self.body_budget
     }
 
     /// The configuration in force.

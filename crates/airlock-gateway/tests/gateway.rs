@@ -1043,3 +1043,110 @@ async fn health_ready_and_metrics() {
     );
     assert!(m.contains("airlock_audit_commit_wait_seconds_bucket{le=\"+Inf\"} 1\n"));
 }
+
+/// `server.max_inflight_body_bytes` bounds the request bodies held at once: while one 60 KB
+/// request waits on a slow upstream, a second (with a content-length, or chunked) is answered
+/// 503 `overloaded_error` with `retry-after`; once the first is gone (its client hung up),
+/// the budget is free again.
+#[tokio::test]
+async fn in_flight_body_budget() {
+    let mock = Mock::start().await;
+    let config = base_config(mock.addr, "").replace(
+        "max_body_bytes = 1048576",
+        "max_body_bytes = 65536\nmax_inflight_body_bytes = 102400",
+    );
+    let gw = start_gateway(&config).await;
+    let big = || {
+        format!(
+            r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{{"role":"user","content":"{}"}}]}}"#,
+            "a".repeat(60_000)
+        )
+    };
+    let addr = gw.addr;
+    let body = big();
+    let first = tokio::spawn(async move {
+        send(
+            addr,
+            "POST",
+            "/v1/messages",
+            &[JSON, ("user-agent", CLAUDE_UA), ("x-mock", "slow")],
+            body,
+        )
+        .await
+    });
+    // The first request reaches the (slow) upstream and holds its 60 KB.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while mock.seen.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first request never forwarded"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, headers, answer) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON, ("user-agent", CLAUDE_UA)],
+        big(),
+    )
+    .await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(headers.get("retry-after").unwrap(), "1");
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("server.max_inflight_body_bytes")
+    );
+    // Chunked (no content-length): refused as its chunks exceed the budget.
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let chunk = big();
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nuser-agent: {CLAUDE_UA}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 503"), "{raw}");
+    assert!(raw.contains("overloaded_error"));
+    assert_eq!(
+        mock.seen.lock().unwrap().len(),
+        1,
+        "neither refused request was forwarded"
+    );
+    // The first client hangs up: its reservation goes with it.
+    first.abort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, _) = send(
+            gw.addr,
+            "POST",
+            "/v1/messages",
+            &[JSON, ("user-agent", CLAUDE_UA)],
+            big(),
+        )
+        .await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(std::time::Instant::now() < deadline, "budget never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn in_flight_budget_below_one_body_is_refused() {
+    let config = base_config("127.0.0.1:9".parse().unwrap(), "").replace(
+        "max_body_bytes = 1048576",
+        "max_body_bytes = 1048576\nmax_inflight_body_bytes = 1024",
+    );
+    let e = start_error(&config).to_string();
+    assert!(e.contains("server.max_inflight_body_bytes"), "{e}");
+}

@@ -20,6 +20,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
+/// Request bodies held in memory at once, all connections together (512 MiB).
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 512 << 20;
 pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_FIRST_BYTE_TIMEOUT_MS: u64 = 300_000;
@@ -76,6 +78,9 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     pub max_header_bytes: u64,
     pub max_connections: u32,
+    /// Request bodies held in memory at once, all connections together; a request that would
+    /// exceed it is answered 503 (retry-after) instead of buffered.
+    pub max_inflight_body_bytes: u64,
     pub header_timeout_ms: u64,
     /// Environment variable holding the admin token for /metrics and /admin/* when the gateway
     /// is not bound to loopback.
@@ -90,6 +95,7 @@ impl Default for ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
             header_timeout_ms: DEFAULT_HEADER_TIMEOUT_MS,
             admin_token_env: Some("AIRLOCK_ADMIN_TOKEN".to_string()),
         }
@@ -469,6 +475,15 @@ impl Config {
             push(
                 "server.max_body_bytes".into(),
                 "must be greater than 0".into(),
+            );
+        }
+        if self.server.max_inflight_body_bytes < self.server.max_body_bytes {
+            push(
+                "server.max_inflight_body_bytes".into(),
+                format!(
+                    "must be at least server.max_body_bytes ({}), or no request of that size could ever be read",
+                    self.server.max_body_bytes
+                ),
             );
         }
         if self.server.max_connections == 0 {
