@@ -71,12 +71,7 @@ fn cached_engine_gives_the_same_result_and_hits_on_resend() {
         pii: Action::Redact,
         ..Actions::default()
     };
-    let (_, base) = capture("claude-code-2.1.332").remove(0);
-    let dirty_json =
-        serde_json::to_string(&format!("{} {}", dirty_text(), "padding ".repeat(100))).unwrap();
-    let lit = &dirty_json[1..dirty_json.len() - 1];
-    let at = base.find("\"text\":\"").unwrap() + 8;
-    let body = format!("{}{lit}{}", &base[..at], &base[at..]);
+    let body = dirty_claude_body();
     let direct = inspect(
         Api::AnthropicMessages,
         body.as_bytes(),

@@ -208,12 +208,7 @@ fn real_engine_replay_equals_fresh_scan() {
         pii: Action::Redact,
         ..Actions::default()
     };
-    let (_, base) = capture("claude-code-2.1.332").remove(0);
-    let dirty_json =
-        serde_json::to_string(&format!("{} {}", dirty_text(), "padding ".repeat(100))).unwrap();
-    let lit = &dirty_json[1..dirty_json.len() - 1];
-    let at = base.find("\"text\":\"").unwrap() + 8;
-    let body = format!("{}{lit}{}", &base[..at], &base[at..]);
+    let body = dirty_claude_body();
     let scope = VaultScope::detached();
     let first = inspect(
         Api::AnthropicMessages,

@@ -58,6 +58,17 @@ pub fn dirty_text() -> String {
     )
 }
 
+/// The first Claude Code capture with [`dirty_text`] (padded past the detection cache's
+/// minimum) injected into its first text block.
+pub fn dirty_claude_body() -> String {
+    let (_, base) = capture("claude-code-2.1.332").remove(0);
+    let dirty_json =
+        serde_json::to_string(&format!("{} {}", dirty_text(), "padding ".repeat(100))).unwrap();
+    let lit = &dirty_json[1..dirty_json.len() - 1];
+    let at = base.find("\"text\":\"").unwrap() + 8;
+    format!("{}{lit}{}", &base[..at], &base[at..])
+}
+
 pub fn secret_values() -> Vec<String> {
     vec![
         AWS_KEY_ID.into(),
