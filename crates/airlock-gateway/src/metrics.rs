@@ -24,6 +24,9 @@ pub const AUDIT_COMMIT_WAIT: &str = "airlock_audit_commit_wait_seconds";
 pub const BYTES_IN: &str = "airlock_request_bytes_total";
 /// Response body bytes sent to agents.
 pub const BYTES_OUT: &str = "airlock_response_bytes_total";
+/// Request-body bytes held right now, and the `server.max_inflight_body_bytes` budget.
+pub const INFLIGHT_BODY_BYTES: &str = "airlock_inflight_body_bytes";
+pub const INFLIGHT_BODY_LIMIT: &str = "airlock_inflight_body_limit_bytes";
 /// Open client connections.
 pub const CONNECTIONS_OPEN: &str = "airlock_connections_open";
 /// Connections refused because `max_connections` was reached.
@@ -344,6 +347,24 @@ fn sorted<K: Ord + Clone, V>(m: &HashMap<K, V>) -> Vec<(K, &V)> {
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// The in-flight body budget's gauges (the budget lives in the gateway, not in [`Metrics`]).
+pub fn render_body_budget(out: &mut String, in_use: u64, limit: u64) {
+    header(
+        out,
+        INFLIGHT_BODY_BYTES,
+        "gauge",
+        "Request-body bytes held in memory right now (reserved, KiB granularity).",
+    );
+    let _ = writeln!(out, "{INFLIGHT_BODY_BYTES} {in_use}");
+    header(
+        out,
+        INFLIGHT_BODY_LIMIT,
+        "gauge",
+        "server.max_inflight_body_bytes.",
+    );
+    let _ = writeln!(out, "{INFLIGHT_BODY_LIMIT} {limit}");
 }
 
 fn hist(out: &mut String, name: &str, labels: &str, h: &Histogram) {

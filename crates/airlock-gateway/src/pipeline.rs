@@ -395,11 +395,15 @@ pub async fn handle(
         }
         (&Method::GET, "/metrics") => {
             let r = match gw.admin_allowed(req.headers()) {
-                Ok(()) => plain(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4",
-                    gw.metrics().render(),
-                ),
+                Ok(()) => {
+                    let mut text = gw.metrics().render();
+                    crate::metrics::render_body_budget(
+                        &mut text,
+                        gw.body_budget().in_use(),
+                        gw.body_budget().bytes(),
+                    );
+                    plain(StatusCode::OK, "text/plain; version=0.0.4", text)
+                }
                 Err(msg) => plain(StatusCode::UNAUTHORIZED, "text/plain", msg),
             };
             return Ok(with_request_id(r, &id));

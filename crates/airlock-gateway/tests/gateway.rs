@@ -1028,6 +1028,8 @@ async fn health_ready_and_metrics() {
         "airlock_request_bytes_total",
         "airlock_response_bytes_total",
         "airlock_connections_open",
+        "airlock_inflight_body_limit_bytes 536870912\n",
+        "airlock_inflight_body_bytes 0\n",
     ] {
         assert!(m.contains(name), "{name} missing");
     }
