@@ -262,9 +262,68 @@ pub fn error_body(family: Family, kind: ErrorKind, message: &str) -> Bytes {
     Bytes::from(v.to_string())
 }
 
+/// An error as a server-sent event of `endpoint`'s streaming format, for a stream that fails
+/// after its head was sent: Anthropic `event: error`, OpenAI Chat a `data:` chunk holding
+/// `error` (what the OpenAI SDKs raise from), Responses `event: error`. `None` for the others.
+pub fn sse_error_event(endpoint: &str, kind: ErrorKind, message: &str) -> Option<Bytes> {
+    let (event, v) = match endpoint {
+        "anthropic_messages" => (
+            Some("error"),
+            json!({ "type": "error", "error": { "type": kind.anthropic_type(), "message": message } }),
+        ),
+        "openai_chat" => {
+            let (ty, code) = kind.openai_type_code();
+            (
+                None,
+                json!({ "error": { "message": message, "type": ty, "param": null, "code": code } }),
+            )
+        }
+        "openai_responses" => {
+            let (_, code) = kind.openai_type_code();
+            (
+                Some("error"),
+                json!({ "type": "error", "code": code, "message": message, "param": null }),
+            )
+        }
+        _ => return None,
+    };
+    let mut out = String::new();
+    if let Some(e) = event {
+        out.push_str("event: ");
+        out.push_str(e);
+        out.push('\n');
+    }
+    out.push_str("data: ");
+    out.push_str(&v.to_string());
+    out.push_str("\n\n");
+    Some(Bytes::from(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sse_error_events_per_api() {
+        let a = sse_error_event("anthropic_messages", ErrorKind::UpstreamTimeout, "quiet").unwrap();
+        let a = std::str::from_utf8(&a).unwrap();
+        assert!(
+            a.starts_with("event: error\ndata: {") && a.ends_with("}\n\n"),
+            "{a}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&a[19..a.len() - 2]).unwrap();
+        assert_eq!(v["error"]["type"], "timeout_error");
+        let c = sse_error_event("openai_chat", ErrorKind::UpstreamUnavailable, "gone").unwrap();
+        let c = std::str::from_utf8(&c).unwrap();
+        assert!(c.starts_with("data: {\"error\":"), "{c}");
+        let r = sse_error_event("openai_responses", ErrorKind::UpstreamTimeout, "q").unwrap();
+        assert!(
+            std::str::from_utf8(&r)
+                .unwrap()
+                .starts_with("event: error\ndata: {\"code\"")
+        );
+        assert!(sse_error_event("gemini", ErrorKind::UpstreamTimeout, "q").is_none());
+    }
 
     #[test]
     fn routes_every_api() {

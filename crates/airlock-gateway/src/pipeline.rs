@@ -629,20 +629,25 @@ async fn process(
     ex.status = rparts.status.as_u16();
     let capture = ex.body_capture_cap();
     ex.observed.start_response(&rparts.headers, capture);
-    let transform = restore.and_then(|r| {
-        let encoded = rparts
+    let encoded = rparts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let sse = !encoded
+        && rparts
             .headers
-            .get(header::CONTENT_ENCODING)
-            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/event-stream")
+            });
+    let transform = restore.and_then(|r| {
         if encoded {
             tracing::warn!(request_id = %ex.id, "upstream compressed its response despite no accept-encoding; placeholders not restored");
             return None;
         }
-        let sse = rparts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
         // The restored body's length differs from the upstream's.
         rparts.headers.remove(header::CONTENT_LENGTH);
         Some(r.transform(sse))
@@ -654,7 +659,7 @@ async fn process(
     );
     // The placeholder left in `ex` must not be recorded: only the relay records from now on.
     ex.recorded = true;
-    let relay = Relay::new(incoming, idle, exchange, transform);
+    let relay = Relay::new(incoming, idle, exchange, transform, sse);
     Ok(Response::from_parts(rparts, BodyExt::boxed(relay)))
 }
 

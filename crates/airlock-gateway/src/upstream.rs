@@ -22,6 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
+use crate::api::{self, ErrorKind};
 use crate::pipeline::{Exchange, HeldCommit};
 use airlock_audit::{BodyCapture, PriceTable};
 use airlock_wire::UsageAccumulator;
@@ -33,6 +34,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// How long an idle pooled upstream connection is kept.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a failed event stream waits, after its error event, before it is cut.
+const FLUSH_BEFORE_CUT: Duration = Duration::from_millis(20);
+
 /// Longest wait for an exchange's audit record to be committed before its answer is released
 /// (beyond it, `[audit] overflow` decides: fail-closed fails the answer, fail-open serves it).
 pub const AUDIT_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -323,6 +327,11 @@ pub struct Relay {
     fail_closed: bool,
     /// Why the record of a completed exchange is not committed (reported once).
     audit_failure: Option<String>,
+    /// The API (endpoint label) when the response is an event stream: a failure mid-stream is
+    /// then told to the agent as an error event of that API before the stream is cut.
+    sse_api: Option<&'static str>,
+    /// The error to end the body with, once the error event has gone out.
+    failed: Option<BoxError>,
 }
 
 impl Relay {
@@ -331,13 +340,17 @@ impl Relay {
         idle: Duration,
         exchange: Exchange,
         transform: Option<Box<dyn StreamTransform>>,
+        is_event_stream: bool,
     ) -> Self {
         let remaining = if transform.is_none() {
             inner.size_hint().exact()
         } else {
             None
         };
+        let sse_api = is_event_stream.then_some(exchange.api);
         Relay {
+            sse_api,
+            failed: None,
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
@@ -369,6 +382,34 @@ impl Relay {
                 self.commit = commit;
             }
         }
+    }
+
+    /// A failure after the head went out. An event stream first gets the error as an event of
+    /// its API (agents show it; a bare cut reads as a network error), with whatever restored
+    /// text was held back; the body then still ends in error, never cleanly, so no agent takes
+    /// the answer for complete.
+    fn fail(
+        &mut self,
+        kind: ErrorKind,
+        message: &str,
+        error: BoxError,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Some(event) = self
+            .sse_api
+            .take()
+            .and_then(|api| api::sse_error_event(api, kind, message))
+        else {
+            return Poll::Ready(Some(Err(error)));
+        };
+        let mut out = Vec::new();
+        if let Some(mut t) = self.transform.take() {
+            out.extend_from_slice(&t.finish());
+        }
+        out.extend_from_slice(&event);
+        self.count(out.len());
+        self.failed = Some(error);
+        self.sleep.as_mut().reset(Instant::now() + FLUSH_BEFORE_CUT);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))))
     }
 
     fn count(&mut self, n: usize) {
@@ -450,6 +491,14 @@ impl Body for Relay {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if this.failed.is_some() {
+            // The error event is written; give the connection a moment to flush it (the cut
+            // that follows may drop unflushed bytes), then end the body in error.
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            return Poll::Ready(this.failed.take().map(Err));
+        }
         loop {
             if this.commit.is_some() || this.audit_failure.is_some() {
                 match this.poll_commit(cx) {
@@ -494,7 +543,8 @@ impl Body for Relay {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.end(Outcome::UpstreamError);
-                    return Poll::Ready(Some(Err(Box::new(e))));
+                    let msg = format!("Airlock: the upstream connection failed mid-stream ({e})");
+                    return this.fail(ErrorKind::UpstreamUnavailable, &msg, Box::new(e));
                 }
                 Poll::Ready(None) => {
                     if let Some(t) = this.transform.as_mut() {
@@ -514,7 +564,11 @@ impl Body for Relay {
                 Poll::Pending => {
                     if this.sleep.as_mut().poll(cx).is_ready() {
                         this.end(Outcome::IdleTimeout);
-                        return Poll::Ready(Some(Err(Box::new(IdleTimeout(this.idle)))));
+                        let e = IdleTimeout(this.idle);
+                        let msg = format!(
+                            "Airlock: the {e}, so the stream was stopped (upstream idle_timeout_ms)"
+                        );
+                        return this.fail(ErrorKind::UpstreamTimeout, &msg, Box::new(e));
                     }
                     return Poll::Pending;
                 }
@@ -524,7 +578,7 @@ impl Body for Relay {
 
     fn is_end_stream(&self) -> bool {
         // Not ended before the final poll: that poll waits for the audit commit.
-        self.done && self.commit.is_none() && self.held.is_none()
+        self.done && self.commit.is_none() && self.held.is_none() && self.failed.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -769,12 +769,42 @@ async fn idle_upstream_mid_stream_is_cut() {
         .await
         .unwrap();
     let resp = resp_fut.await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
-        .await
-        .unwrap();
+    let mut body = resp.into_body();
+    let mut seen = Vec::new();
+    let ended_in_error = loop {
+        match tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .unwrap()
+        {
+            Some(Ok(f)) => seen.extend_from_slice(f.data_ref().unwrap()),
+            Some(Err(_)) => break true,
+            None => break false,
+        }
+    };
     assert!(
-        r.is_err(),
+        ended_in_error,
         "the stream is aborted, not ended cleanly, when the upstream goes quiet"
+    );
+    // Before the cut, the agent is told why, as an Anthropic error event.
+    let text = String::from_utf8(seen).unwrap();
+    let event = text
+        .split("\n\n")
+        .find(|e| e.starts_with("event: error\n"))
+        .unwrap_or_else(|| panic!("no error event in {text:?}"));
+    let v: serde_json::Value =
+        serde_json::from_str(event.strip_prefix("event: error\ndata: ").unwrap()).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "timeout_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("idle_timeout_ms"),
+        "{v}"
+    );
+    assert!(
+        text.starts_with("event: ping\n"),
+        "the upstream's events came first"
     );
     drop(tx);
 }
