@@ -1,6 +1,8 @@
 //! Fuzz the gateway's wire layer with hostile bodies and streams:
 //! - `inspect` over arbitrary request bodies for each API (first byte picks the API): never a
-//!   panic; a rewritten body is valid JSON whenever the input was;
+//!   panic; a rewritten body is valid JSON whenever the input was; inspecting it again in the
+//!   same scope (a resend, answered from the scope's literal memory) gives the same body and
+//!   the same findings;
 //! - `restore_json` over arbitrary response bodies;
 //! - `StreamRestorer` over arbitrary SSE bytes cut at arbitrary points: never a panic, and a
 //!   stream without any placeholder comes out byte for byte.
@@ -23,6 +25,16 @@ fuzz_target!(|data: &[u8]| {
     let scope = VaultScope::detached();
     let actions = Actions { pii: airlock_wire::Action::Redact, ..Actions::default() };
     if let Ok(r) = inspect(api, rest, &*DETECTOR, &actions, &scope) {
+        let again = inspect(api, rest, &*DETECTOR, &actions, &scope).expect("parsed once, parses again");
+        assert_eq!(again.body, r.body, "a resend must give the same bytes");
+        let ids = |i: &airlock_wire::Inspection| -> Vec<(String, String, bool, Option<String>)> {
+            i.findings
+                .iter()
+                .map(|f| (f.rule_id.clone(), f.location.path.clone(), f.applied, f.placeholder.clone()))
+                .collect()
+        };
+        assert_eq!(ids(&again), ids(&r), "a resend must give the same findings");
+        assert_eq!(again.blocked.is_some(), r.blocked.is_some());
         if let Some(body) = &r.body {
             if serde_json::from_slice::<serde_json::Value>(rest).is_ok() {
                 assert!(serde_json::from_slice::<serde_json::Value>(body).is_ok(), "rewritten body is not JSON");

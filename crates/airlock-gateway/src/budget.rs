@@ -5,9 +5,10 @@
 //! `max_connections` the number of connections, but their product (32 MiB × 4,096 by default)
 //! is far beyond any machine's memory. This budget bounds the sum: a request whose body does
 //! not fit is answered 503 with `retry-after` in its API's error shape (agents retry those)
-//! instead of being buffered. A body with a `content-length` reserves it before the first byte
-//! is read; a chunked body reserves chunk by chunk as it arrives. The reservation is held until
-//! the request has been forwarded (or answered).
+//! instead of being buffered. Bodies reserve chunk by chunk as their bytes arrive, never from
+//! the `content-length` they announce (a client that announces 32 MiB and sends nothing must not
+//! hold what others need). The reservation is held until the request has been forwarded (or
+//! answered).
 
 use std::sync::Arc;
 

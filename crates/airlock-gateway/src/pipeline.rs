@@ -724,13 +724,9 @@ async fn read_body(
     if length.is_some_and(|len| len > max) {
         return Err(too_large());
     }
+    // Reserved as bytes arrive, not from `content-length`: a client that announces 32 MiB and
+    // sends nothing must not hold the budget others need.
     let mut held = Reservation::default();
-    // hyper delivers exactly `content-length` bytes; a chunked body reserves as it comes.
-    if let Some(len) = length
-        && !budget.grow(&mut held, len)
-    {
-        return Err(busy());
-    }
     let read = async {
         let mut body = body;
         let mut parts: Vec<Bytes> = Vec::new();
@@ -749,7 +745,7 @@ async fn read_body(
             if total > max {
                 return Err(too_large());
             }
-            if length.is_none() && !budget.grow(&mut held, data.len() as u64) {
+            if !budget.grow(&mut held, data.len() as u64) {
                 return Err(busy());
             }
             parts.push(data);

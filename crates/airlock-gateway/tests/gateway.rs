@@ -1173,6 +1173,42 @@ async fn in_flight_body_budget() {
     }
 }
 
+/// The budget counts bytes received, not bytes announced: a client that announces 60 KB and
+/// stalls does not hold the budget a real request needs.
+#[tokio::test]
+async fn announced_but_unsent_bodies_hold_no_budget() {
+    let mock = Mock::start().await;
+    let config = base_config(mock.addr, "").replace(
+        "max_body_bytes = 1048576",
+        "max_body_bytes = 65536\nmax_inflight_body_bytes = 102400",
+    );
+    let gw = start_gateway(&config).await;
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(
+            format!("POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nuser-agent: {CLAUDE_UA}\r\ncontent-length: 60000\r\n\r\n{{\"model\":").as_bytes(),
+        )
+        .await
+        .unwrap();
+        stalled.push(s);
+    }
+    let body = format!(
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "a".repeat(60_000)
+    );
+    let (status, _, answer) = send(
+        gw.addr,
+        "POST",
+        "/v1/messages",
+        &[JSON, ("user-agent", CLAUDE_UA)],
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    drop(stalled);
+}
+
 #[test]
 fn in_flight_budget_below_one_body_is_refused() {
     let config = base_config("127.0.0.1:9".parse().unwrap(), "").replace(
