@@ -36,6 +36,9 @@ pub enum RecordKind {
     /// Written by the log itself: `lost_records` exchanges could not be queued because the
     /// queue was full. Never a silent drop.
     Overflow,
+    /// Someone read the audit log over the gateway's admin endpoints (`api` names the
+    /// endpoint, `decision_reason` the query string, `decision` whether it was let in).
+    Admin,
 }
 
 impl RecordKind {
@@ -43,6 +46,7 @@ impl RecordKind {
         match self {
             RecordKind::Exchange => "exchange",
             RecordKind::Overflow => "overflow",
+            RecordKind::Admin => "admin",
         }
     }
 }
@@ -258,6 +262,35 @@ impl AuditRecord {
             prev_hash: String::new(),
             hash: String::new(),
         }
+    }
+
+    /// A read of the audit log through an admin endpoint: who asked (address, and key id when
+    /// one was used), which endpoint with which query string, and the answer's status. Denied
+    /// when the caller was not let in.
+    pub fn admin_access(
+        time: OffsetDateTime,
+        request_id: impl Into<String>,
+        client_addr: String,
+        endpoint: &str,
+        query: &str,
+        status: u16,
+    ) -> AuditRecord {
+        let mut r = AuditRecord::new(time, request_id);
+        r.kind = RecordKind::Admin;
+        r.client_addr = Some(client_addr);
+        r.api = Some(endpoint.to_string());
+        r.status = Some(status);
+        r.decision = Some(if status == 401 || status == 403 {
+            Decision::Denied
+        } else {
+            Decision::Allowed
+        });
+        r.decision_reason = Some(if query.is_empty() {
+            "(no query string)".to_string()
+        } else {
+            format!("query: {query}")
+        });
+        r
     }
 
     /// The marker written into the chain when `lost` records could not be queued.

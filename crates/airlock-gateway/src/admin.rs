@@ -8,6 +8,9 @@
 //!   (never held whole in memory), at most `limit` (default and ceiling [`MAX_EXPORT_LIMIT`]);
 //!   page on with `after_seq=<last seq>`.
 //!
+//! Every call (let in or not) is itself recorded in the audit log, as a record of kind `admin`,
+//! committed before the log is read (an export includes its own record).
+//!
 //! Filters are those of `airlock audit query` ([`AuditFilter::from_query_pairs`]). SQLite is
 //! read on a blocking thread with its own read connection, never on the async workers.
 
@@ -16,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use airlock_audit::{AuditError, AuditFilter, AuditLog, export_jsonl, query_jsonl};
+use airlock_audit::{AuditError, AuditFilter, AuditLog, AuditRecord, export_jsonl, query_jsonl};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -62,13 +65,18 @@ impl AdminAudit {
     }
 }
 
-/// Answers an admin audit request (the caller checked the method).
+/// Answers an admin audit request (the caller checked the method). The access is recorded in
+/// the audit log (and committed) before anything is read from it, so an export includes its
+/// own record.
 pub async fn handle<B>(
     gw: &Arc<Gateway>,
     which: AdminAudit,
     req: &Request<B>,
+    request_id: &str,
+    peer: std::net::SocketAddr,
 ) -> Response<GatewayBody> {
     if let Err(msg) = gw.admin_allowed(req.headers()) {
+        record_access(gw, request_id, peer, req, StatusCode::UNAUTHORIZED).await;
         return error(StatusCode::UNAUTHORIZED, msg.trim_end());
     }
     let Some(audit) = gw.audit().cloned() else {
@@ -80,11 +88,57 @@ pub async fn handle<B>(
     let query = req.uri().query().unwrap_or("");
     let (filter, jsonl) = match parse(which, query) {
         Ok(x) => x,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+        Err(msg) => {
+            record_access(gw, request_id, peer, req, StatusCode::BAD_REQUEST).await;
+            return error(StatusCode::BAD_REQUEST, &msg);
+        }
     };
+    record_access(gw, request_id, peer, req, StatusCode::OK).await;
     match which {
         AdminAudit::Query => run_query(audit, filter, jsonl).await,
         AdminAudit::Export => run_export(audit, filter),
+    }
+}
+
+/// Records an access to an admin audit endpoint in the audit log itself, and waits (bounded)
+/// for it to be committed. With the audit log off there is nothing to read and nothing to
+/// record. The query string names filters (users, tools, times), never request content.
+/// `status` is the answer's status as far as it is known before the log is read.
+async fn record_access<B>(
+    gw: &Arc<Gateway>,
+    request_id: &str,
+    peer: std::net::SocketAddr,
+    req: &Request<B>,
+    status: StatusCode,
+) {
+    let Some(audit) = gw.audit().cloned() else {
+        return;
+    };
+    let query = req.uri().query().unwrap_or("");
+    let query: String = query.chars().take(MAX_QUERY_STRING).collect();
+    let rec = AuditRecord::admin_access(
+        OffsetDateTime::now_utc(),
+        request_id,
+        peer.to_string(),
+        req.uri().path(),
+        &query,
+        status.as_u16(),
+    );
+    match audit.submit(rec) {
+        Ok(c) => {
+            if tokio::time::timeout(crate::upstream::AUDIT_COMMIT_TIMEOUT, c)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    request_id,
+                    "audit record of an admin access not committed in time"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!(request_id, error = %e, "audit record of an admin access not queued")
+        }
     }
 }
 

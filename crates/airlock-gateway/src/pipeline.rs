@@ -410,7 +410,9 @@ pub async fn handle(
         }
         (&Method::GET, p) if p.starts_with("/admin/audit/") => {
             if let Some(which) = admin::AdminAudit::route(p) {
-                return Ok(with_request_id(admin::handle(&gw, which, &req).await, &id));
+                // Reading the audit log is itself recorded (see `admin`).
+                let r = admin::handle(&gw, which, &req, &id, peer).await;
+                return Ok(with_request_id(r, &id));
             }
         }
         _ => {}

@@ -529,11 +529,29 @@ async fn admin_endpoints_query_and_export_over_http() {
     let (s, h, b) = send(gw.addr, "GET", "/admin/audit/export", &[], "").await;
     assert_eq!(s, 200);
     assert_eq!(h["content-type"], "application/jsonl");
-    let seqs: Vec<u64> = String::from_utf8_lossy(&b)
+    let recs: Vec<serde_json::Value> = String::from_utf8_lossy(&b)
         .lines()
-        .map(|l| json(l.as_bytes())["seq"].as_u64().unwrap())
+        .map(|l| json(l.as_bytes()))
         .collect();
-    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    let seqs: Vec<u64> = recs.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    // The four exchanges, then every read of the log: two queries and this export itself
+    // (recorded, and committed, before the log is read).
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6, 7]);
+    for (r, (api, query)) in recs[4..].iter().zip([
+        ("/admin/audit/query", "query: decision=denied&since=1h"),
+        (
+            "/admin/audit/query",
+            "query: tool=qwen-code&format=jsonl&limit=2",
+        ),
+        ("/admin/audit/export", "(no query string)"),
+    ]) {
+        assert_eq!(r["kind"], "admin");
+        assert_eq!(r["api"], api);
+        assert_eq!(r["decision_reason"], query);
+        assert_eq!(r["status"], 200);
+        assert!(r["client_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    }
+    assert!(recs[..4].iter().all(|r| r["kind"] == "exchange"));
     let (s, _, b) = send(
         gw.addr,
         "GET",
@@ -624,7 +642,20 @@ async fn admin_endpoints_need_the_admin_token_off_loopback() {
     )
     .await;
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-    assert_eq!(json(&b), serde_json::json!([]));
+    // No exchange yet: the log holds only the two admin accesses, the refused one first.
+    let recs = json(&b);
+    let recs = recs.as_array().unwrap();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["kind"], "admin");
+    assert_eq!(recs[0]["api"], "/admin/audit/export");
+    assert_eq!(recs[0]["decision"], "denied");
+    assert_eq!(recs[0]["status"], 401);
+    assert_eq!(recs[1]["api"], "/admin/audit/query");
+    assert_eq!(recs[1]["decision"], "allowed");
+    assert!(
+        !b.windows(5).any(|w| w == b"wrong") && !String::from_utf8_lossy(&b).contains(&token),
+        "no credential is recorded"
+    );
 }
 
 #[tokio::test]

@@ -300,6 +300,7 @@ fn write_table(out: &mut dyn Write, recs: &[AuditRecord], color: bool) -> anyhow
         };
         let decision = match (r.kind, r.decision) {
             (airlock_audit::RecordKind::Overflow, _) => "LOST".to_string(),
+            (airlock_audit::RecordKind::Admin, Some(Decision::Allowed)) => "admin".to_string(),
             (_, Some(d)) => d.as_str().to_string(),
             (_, None) => "-".into(),
         };
