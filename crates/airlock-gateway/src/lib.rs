@@ -30,6 +30,7 @@ pub mod redact;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
 pub use keys::{KeyInfo, KeyStore, NewKey};

@@ -72,6 +72,8 @@ pub enum GatewayError {
     Audit(#[from] airlock_audit::AuditError),
     #[error("cannot build the detection engine: {0}")]
     Detect(#[from] airlock_detect::DetectError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The gateway: configuration in force, key snapshot and metrics, shared by all connections.
@@ -92,6 +94,8 @@ pub struct Gateway {
     pricing: Arc<PriceTable>,
     /// `server.max_inflight_body_bytes`, sized at start (a reload does not resize it).
     body_budget: BodyBudget,
+    /// `server.tls_cert`/`tls_key`, loaded at start.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -130,7 +134,15 @@ impl Gateway {
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
         let body_budget = BodyBudget::new(rt.limits.max_inflight_body_bytes);
+        let tls = match (&rt.config.server.tls_cert, &rt.config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        if tls.is_none() && !listen.ip().is_loopback() {
+            tracing::warn!(%listen, "listening off loopback without TLS: Airlock keys and prompts cross the network in the clear; set server.tls_cert and server.tls_key, or terminate TLS in front");
+        }
         Ok(Arc::new(Gateway {
+            tls,
             body_budget,
             runtime: ArcSwap::from_pointee(rt),
             source,
@@ -336,14 +348,34 @@ impl Gateway {
             let _ = stream.set_nodelay(true);
             let gw = self.clone();
             let service = service_fn(move |req| handle(gw.clone(), peer, req));
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let tls = self.tls.clone();
+            let handshake_timeout = limits.header_timeout;
             let gw = self.clone();
             gw.metrics.connection_opened();
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                let io: Box<dyn Io> = match tls {
+                    None => Box::new(stream),
+                    Some(acceptor) => {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(s)) => Box::new(s),
+                            Ok(Err(e)) => {
+                                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                                gw.metrics.connection_closed();
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(client = %peer, "TLS handshake timed out");
+                                gw.metrics.connection_closed();
+                                return;
+                            }
+                        }
+                    }
+                };
+                let conn = builder.serve_connection(TokioIo::new(io), service);
+                if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(client = %peer, error = %e, "connection ended with an error");
                 }
                 gw.metrics.connection_closed();
@@ -367,6 +399,10 @@ impl Gateway {
         Ok(())
     }
 }
+
+/// A client connection: plain TCP, or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Answers a connection over the limit with a minimal 503 and closes it.
 async fn refuse(mut stream: TcpStream) {

@@ -85,6 +85,10 @@ pub struct ServerConfig {
     /// Environment variable holding the admin token for /metrics and /admin/* when the gateway
     /// is not bound to loopback.
     pub admin_token_env: Option<String>,
+    /// PEM certificate chain and private key: the listener speaks TLS (HTTP/2 and HTTP/1.1 by
+    /// ALPN). Both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +102,8 @@ impl Default for ServerConfig {
             max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
             header_timeout_ms: DEFAULT_HEADER_TIMEOUT_MS,
             admin_token_env: Some("AIRLOCK_ADMIN_TOKEN".to_string()),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -476,6 +482,17 @@ impl Config {
                 "server.max_body_bytes".into(),
                 "must be greater than 0".into(),
             );
+        }
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => push(
+                "server.tls_key".into(),
+                "missing: server.tls_cert is set, and TLS needs both".into(),
+            ),
+            (None, Some(_)) => push(
+                "server.tls_cert".into(),
+                "missing: server.tls_key is set, and TLS needs both".into(),
+            ),
+            _ => {}
         }
         if self.server.max_inflight_body_bytes < self.server.max_body_bytes {
             push(
