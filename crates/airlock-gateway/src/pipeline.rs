@@ -935,7 +935,8 @@ fn inspect(
     };
     let scope = redactor.vault.scope(&scope_key);
     let actions = rt.redaction.for_subject(ex.team.as_deref(), &ex.tool);
-    let result = request.inspect(api, &redactor.detector, &actions, &scope);
+    let detector = redactor.detector();
+    let result = request.inspect(api, &*detector, &actions, &scope);
     ex.findings = u32::try_from(result.findings.len()).unwrap_or(u32::MAX);
     ex.findings_applied =
         u32::try_from(result.findings.iter().filter(|f| f.applied).count()).unwrap_or(u32::MAX);

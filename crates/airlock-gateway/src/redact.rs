@@ -2,8 +2,13 @@
 //! request (and kept across reloads), and the response transforms that put original values
 //! back before the agent sees them. The wire-format work itself is `airlock-wire`'s.
 
-use airlock_detect::Engine;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use airlock_detect::{DetectConfig, Engine};
+use airlock_policy::Config;
 use airlock_wire::{Api, CachedDetector, StreamRestorer, Vault, VaultScope};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use crate::upstream::StreamTransform;
@@ -20,9 +25,14 @@ pub const SESSION_HEADERS: &[&str] = &[
     "x-session-id",
 ];
 
-/// The engine (with its result cache) and the vault. One per gateway.
+/// The engine (with its result cache) and the vault. One per gateway: the vault lives as long
+/// as the gateway (placeholders stay stable across reloads); the engine is rebuilt when a reload
+/// changes `[detection]` (a new engine is a new [`CachedDetector`], so nothing remembered under
+/// the old rules is replayed).
 pub struct Redactor {
-    pub detector: CachedDetector<Engine>,
+    detector: ArcSwap<CachedDetector<Engine>>,
+    /// The `[detection]` table the engine was built from.
+    built_from: Mutex<toml::Table>,
     pub vault: Vault,
 }
 
@@ -34,13 +44,74 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
+/// Why `[detection]` cannot be used (names the origin and the problem).
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: [detection]: {message}")]
+pub struct DetectionError {
+    pub origin: String,
+    pub message: String,
+}
+
+/// The engine for `config`'s `[detection]`: the built-in rules, the rule files it names
+/// (relative to the config file), its custom markers, minus what it disables.
+pub fn engine_for(config: &Config) -> Result<Engine, DetectionError> {
+    let err = |message: String| DetectionError {
+        origin: config.origin.clone(),
+        message,
+    };
+    let cfg: DetectConfig = toml::Value::Table(config.detection.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| err(e.message().to_string()))?;
+    cfg.validate().map_err(|e| err(e.to_string()))?;
+    let base = Path::new(&config.origin)
+        .parent()
+        .filter(|_| config.origin != "<embedded>");
+    let mut b = Engine::builder().with_builtin();
+    for f in &cfg.rule_files {
+        let path = match base {
+            Some(d) if f.is_relative() => d.join(f),
+            _ => f.clone(),
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| err(format!("rule_files: {}: {e}", path.display())))?;
+        b = b.add_rules_toml(&text, &path.display().to_string());
+    }
+    b.custom(&cfg.custom)
+        .disable(&cfg.disable)
+        .strict_disable(true)
+        .build()
+        .map_err(|e| err(e.to_string()))
+}
+
 impl Redactor {
-    /// The built-in rules and an empty vault.
-    pub fn builtin() -> Result<Redactor, airlock_detect::DetectError> {
+    /// The engine for `config`'s `[detection]` and an empty vault.
+    pub fn new(config: &Config) -> Result<Redactor, DetectionError> {
         Ok(Redactor {
-            detector: CachedDetector::new(Engine::builtin()?),
+            detector: ArcSwap::from_pointee(CachedDetector::new(engine_for(config)?)),
+            built_from: Mutex::new(config.detection.clone()),
             vault: Vault::default(),
         })
+    }
+
+    /// The detector in force.
+    pub fn detector(&self) -> Arc<CachedDetector<Engine>> {
+        self.detector.load_full()
+    }
+
+    /// The engine `config` needs, when its `[detection]` differs from the one in force (built
+    /// here, swapped in by [`Redactor::install`] once the whole configuration is accepted).
+    pub fn prepare(&self, config: &Config) -> Result<Option<Engine>, DetectionError> {
+        let same = *self.built_from.lock().unwrap_or_else(|e| e.into_inner()) == config.detection;
+        if same {
+            return Ok(None);
+        }
+        engine_for(config).map(Some)
+    }
+
+    /// Puts an engine from [`Redactor::prepare`] in force.
+    pub fn install(&self, engine: Engine, config: &Config) {
+        self.detector.store(Arc::new(CachedDetector::new(engine)));
+        *self.built_from.lock().unwrap_or_else(|e| e.into_inner()) = config.detection.clone();
     }
 }
 

@@ -73,6 +73,8 @@ pub enum GatewayError {
     #[error("cannot build the detection engine: {0}")]
     Detect(#[from] airlock_detect::DetectError),
     #[error(transparent)]
+    Detection(#[from] crate::redact::DetectionError),
+    #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
 }
 
@@ -133,6 +135,7 @@ impl Gateway {
         };
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
+        let redactor = Arc::new(Redactor::new(&rt.config)?);
         let body_budget = BodyBudget::new(rt.limits.max_inflight_body_bytes);
         let tls = match (&rt.config.server.tls_cert, &rt.config.server.tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
@@ -154,7 +157,7 @@ impl Gateway {
             ready: AtomicBool::new(false),
             id_base: u64::from_le_bytes(seed) & 0xffff_ffff_0000_0000,
             counter: AtomicU64::new(0),
-            redactor: Arc::new(Redactor::builtin()?),
+            redactor,
             audit,
             audit_fail_closed,
             pricing,
@@ -264,9 +267,23 @@ impl Gateway {
 
     /// Re-reads the configuration; on error the old one stays in force.
     pub fn reload(&self) -> Result<(), GatewayError> {
-        let result = self.source.load().and_then(Runtime::build);
+        // The whole new configuration is checked, `[detection]` included, before any of it is
+        // put in force.
+        let result = self
+            .source
+            .load()
+            .and_then(Runtime::build)
+            .map_err(GatewayError::from)
+            .and_then(|rt| {
+                let engine = self.redactor.prepare(&rt.config)?;
+                Ok((rt, engine))
+            });
         match result {
-            Ok(rt) => {
+            Ok((rt, engine)) => {
+                if let Some(engine) = engine {
+                    self.redactor.install(engine, &rt.config);
+                    tracing::info!("[detection] changed: detection engine rebuilt");
+                }
                 if rt.listen != self.listen {
                     tracing::warn!(old = %self.listen, new = %rt.listen, "server.listen changed: takes effect after a restart");
                 }
@@ -281,7 +298,7 @@ impl Gateway {
             Err(e) => {
                 self.metrics.config_reload("rejected");
                 tracing::error!(error = %e, "new configuration rejected; the previous one stays in force");
-                Err(e.into())
+                Err(e)
             }
         }
     }

@@ -251,3 +251,60 @@ async fn redaction_override_for_an_unknown_tool_is_a_config_error() {
         "{err}"
     );
 }
+
+/// The gateway scans with the configuration's `[detection]` (custom markers here), not only the
+/// built-in rules; a reload that changes it rebuilds the engine, and a broken one is refused
+/// while the old rules stay in force.
+#[tokio::test]
+async fn detection_table_is_applied_and_reloaded() {
+    async fn ask(gw: &Gw, mock: &Mock) -> String {
+        let body = r#"{"model":"gpt-5","messages":[{"role":"user","content":"Ship project Bluebird and project Redwing on Monday"}]}"#;
+        let (s, _, b) = send(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[JSON, ("user-agent", "QwenCode/0.24.4 (linux; x64)")],
+            body,
+        )
+        .await;
+        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+        String::from_utf8(mock.last().body.to_vec()).unwrap()
+    }
+    let mock = Mock::start().await;
+    let addr = mock.addr;
+    let with = |name: &str| {
+        base_config(
+            addr,
+            &format!("\n[detection.custom]\ncode_names = [{name:?}]\n"),
+        )
+    };
+    let gw = start_gateway(&with("Bluebird")).await;
+    let sent = ask(&gw, &mock).await;
+    assert!(!sent.contains("Bluebird"), "{sent}");
+    assert!(
+        sent.contains("Redwing") && sent.contains("[REDACTED_"),
+        "{sent}"
+    );
+
+    std::fs::write(&gw.config_path, with("Redwing")).unwrap();
+    gw.gateway.reload().expect("valid new configuration");
+    let sent = ask(&gw, &mock).await;
+    assert!(
+        sent.contains("Bluebird") && !sent.contains("Redwing"),
+        "{sent}"
+    );
+
+    // An invalid [detection] is refused, naming it; the rules in force stay.
+    std::fs::write(
+        &gw.config_path,
+        base_config(mock.addr, "\n[detection]\ndisable = [\"no-such-rule\"]\n"),
+    )
+    .unwrap();
+    let e = gw.gateway.reload().unwrap_err().to_string();
+    assert!(
+        e.contains("[detection]") && e.contains("no-such-rule"),
+        "{e}"
+    );
+    let sent = ask(&gw, &mock).await;
+    assert!(!sent.contains("Redwing"), "{sent}");
+}
