@@ -1076,24 +1076,32 @@ async fn health_ready_and_metrics() {
     assert!(m.contains("airlock_audit_commit_wait_seconds_bucket{le=\"+Inf\"} 1\n"));
 }
 
-/// `server.max_inflight_body_bytes` bounds the request bodies held at once: while one 60 KB
-/// request waits on a slow upstream, a second (with a content-length, or chunked) is answered
-/// 503 `overloaded_error` with `retry-after`; once the first is gone (its client hung up),
-/// the budget is free again.
-#[tokio::test]
-async fn in_flight_body_budget() {
+/// A gateway whose bodies may be 64 KiB, with 100 KiB of them in flight at once.
+async fn small_budget_gateway() -> (Mock, Gw) {
     let mock = Mock::start().await;
     let config = base_config(mock.addr, "").replace(
         "max_body_bytes = 1048576",
         "max_body_bytes = 65536\nmax_inflight_body_bytes = 102400",
     );
     let gw = start_gateway(&config).await;
-    let big = || {
-        format!(
-            r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{{"role":"user","content":"{}"}}]}}"#,
-            "a".repeat(60_000)
-        )
-    };
+    (mock, gw)
+}
+
+/// An Anthropic request of about 60 KB.
+fn big() -> String {
+    format!(
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "a".repeat(60_000)
+    )
+}
+
+/// `server.max_inflight_body_bytes` bounds the request bodies held at once: while one 60 KB
+/// request waits on a slow upstream, a second (with a content-length, or chunked) is answered
+/// 503 `overloaded_error` with `retry-after`; once the first is gone (its client hung up),
+/// the budget is free again.
+#[tokio::test]
+async fn in_flight_body_budget() {
+    let (mock, gw) = small_budget_gateway().await;
     let addr = gw.addr;
     let body = big();
     let first = tokio::spawn(async move {
@@ -1177,12 +1185,7 @@ async fn in_flight_body_budget() {
 /// stalls does not hold the budget a real request needs.
 #[tokio::test]
 async fn announced_but_unsent_bodies_hold_no_budget() {
-    let mock = Mock::start().await;
-    let config = base_config(mock.addr, "").replace(
-        "max_body_bytes = 1048576",
-        "max_body_bytes = 65536\nmax_inflight_body_bytes = 102400",
-    );
-    let gw = start_gateway(&config).await;
+    let (_mock, gw) = small_budget_gateway().await;
     let mut stalled = Vec::new();
     for _ in 0..3 {
         let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
@@ -1193,10 +1196,7 @@ async fn announced_but_unsent_bodies_hold_no_budget() {
         .unwrap();
         stalled.push(s);
     }
-    let body = format!(
-        r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{{"role":"user","content":"{}"}}]}}"#,
-        "a".repeat(60_000)
-    );
+    let body = big();
     let (status, _, answer) = send(
         gw.addr,
         "POST",
