@@ -42,8 +42,8 @@ pub use restore::restore_json;
 pub use sse::{DEFAULT_MAX_EVENT_BYTES, SseEvent, StreamRestorer, StreamStats, parse_sse};
 pub use usage::{Usage, UsageAccumulator};
 pub use vault::{
-    MAX_PLACEHOLDER_LEN, PLACEHOLDER_PREFIX, SecretValue, Vault, VaultConfig, VaultScope,
-    sanitize_label,
+    DEFAULT_MAX_TOTAL_BYTES, MAX_PLACEHOLDER_LEN, PLACEHOLDER_PREFIX, SecretValue, Vault,
+    VaultConfig, VaultScope, sanitize_label,
 };
 
 /// The model APIs Airlock speaks.

@@ -113,6 +113,11 @@ impl MemoMap {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// Estimated bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 #[cfg(test)]

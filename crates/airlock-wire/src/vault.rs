@@ -4,12 +4,14 @@
 //! the same `[REDACTED_<LABEL>_<n>]`, numbered per label in order of first appearance. Agents
 //! resend the whole conversation every turn, so the upstream sees byte-identical prefixes and
 //! its prompt cache keeps working. Values live only in memory, are zeroised on drop and never
-//! appear in `Debug` output. Scopes expire after a TTL of inactivity; the number of scopes and
-//! the entries and bytes per scope are bounded (least recently used goes first).
+//! appear in `Debug` output. Scopes expire after a TTL of inactivity; the number of scopes, the
+//! entries and bytes per scope, and the bytes of all scopes together are bounded (least recently
+//! used goes first: an entry within its scope, a whole scope across the vault).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -68,12 +70,16 @@ pub struct VaultConfig {
     pub max_entries_per_scope: usize,
     /// Sum of value lengths per scope.
     pub max_bytes_per_scope: usize,
+    /// Values and remembered literal outcomes of all scopes together; beyond it, whole scopes
+    /// go, least recently used first (the scope in use is kept).
+    pub max_total_bytes: usize,
 }
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MAX_SCOPES: usize = 10_000;
 pub const DEFAULT_MAX_ENTRIES_PER_SCOPE: usize = 10_000;
 pub const DEFAULT_MAX_BYTES_PER_SCOPE: usize = 4 << 20;
+pub const DEFAULT_MAX_TOTAL_BYTES: usize = 256 << 20;
 
 impl Default for VaultConfig {
     fn default() -> Self {
@@ -82,6 +88,7 @@ impl Default for VaultConfig {
             max_scopes: DEFAULT_MAX_SCOPES,
             max_entries_per_scope: DEFAULT_MAX_ENTRIES_PER_SCOPE,
             max_bytes_per_scope: DEFAULT_MAX_BYTES_PER_SCOPE,
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
         }
     }
 }
@@ -91,6 +98,9 @@ impl Default for VaultConfig {
 pub struct Vault {
     inner: Arc<Mutex<Scopes>>,
     cfg: VaultConfig,
+    /// Bytes held by all scopes (values and remembered outcomes), including scopes already
+    /// dropped from the map but still in use by a request.
+    total: Arc<AtomicUsize>,
 }
 
 struct Scopes {
@@ -125,6 +135,7 @@ impl Vault {
                 calls: 0,
             })),
             cfg,
+            total: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -151,6 +162,22 @@ impl Vault {
                 }
             }
         }
+        while self.total.load(Ordering::Relaxed) > self.cfg.max_total_bytes && s.map.len() > 1 {
+            // Only scopes no request is using: dropping one frees its bytes now (one in use
+            // would keep them until its request ends, and lose its placeholders for nothing).
+            let oldest = s
+                .map
+                .iter()
+                .filter(|(k, d)| k.as_str() != key && Arc::strong_count(d) == 1)
+                .min_by_key(|(_, d)| lock(d).last_used)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    s.map.remove(&k);
+                }
+                None => break,
+            }
+        }
         if let Some(d) = s.map.get(key) {
             let expired = now.duration_since(lock(d).last_used) >= self.cfg.ttl;
             if !expired {
@@ -159,13 +186,22 @@ impl Vault {
                 return VaultScope { data: d };
             }
         }
-        let d = Arc::new(Mutex::new(ScopeData::new(self.cfg, now)));
+        let d = Arc::new(Mutex::new(ScopeData::new(
+            self.cfg,
+            now,
+            self.total.clone(),
+        )));
         s.map.insert(key.to_owned(), d.clone());
         VaultScope { data: d }
     }
 
     pub fn scope_count(&self) -> usize {
         lock(&self.inner).map.len()
+    }
+
+    /// Bytes held by all scopes (values and remembered literal outcomes).
+    pub fn total_bytes(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
     }
 }
 
@@ -194,11 +230,21 @@ struct ScopeData {
     tick: u64,
     last_used: Instant,
     cfg: VaultConfig,
+    /// The vault's byte total, which this scope's values and memo count into.
+    total: Arc<AtomicUsize>,
+}
+
+impl Drop for ScopeData {
+    fn drop(&mut self) {
+        self.total
+            .fetch_sub(self.bytes + self.memo.bytes(), Ordering::Relaxed);
+    }
 }
 
 impl ScopeData {
-    fn new(cfg: VaultConfig, now: Instant) -> Self {
+    fn new(cfg: VaultConfig, now: Instant, total: Arc<AtomicUsize>) -> Self {
         ScopeData {
+            total,
             memo: MemoMap::default(),
             memo_keys: (RandomState::default(), RandomState::default()),
             by_value: HashMap::new(),
@@ -228,7 +274,9 @@ impl ScopeData {
                 true
             }
         });
-        self.bytes -= freed.min(self.bytes);
+        let freed = freed.min(self.bytes);
+        self.bytes -= freed;
+        self.total.fetch_sub(freed, Ordering::Relaxed);
     }
 }
 
@@ -276,6 +324,7 @@ impl VaultScope {
             data: Arc::new(Mutex::new(ScopeData::new(
                 VaultConfig::default(),
                 Instant::now(),
+                Arc::new(AtomicUsize::new(0)),
             ))),
         }
     }
@@ -307,6 +356,7 @@ impl VaultScope {
         let ph: Arc<str> = Arc::from(format!("{PLACEHOLDER_PREFIX}{label}_{n}]"));
         let v = Arc::new(SecretValue(value.into()));
         d.bytes += value.len();
+        d.total.fetch_add(value.len(), Ordering::Relaxed);
         d.by_placeholder.insert(ph.clone(), v.clone());
         d.by_value.insert(
             VKey(v),
@@ -363,7 +413,15 @@ impl VaultScope {
     }
 
     pub(crate) fn memo_put(&self, key: MemoKey, memo: Memo) {
-        lock(&self.data).memo.insert(key, memo);
+        let mut d = lock(&self.data);
+        let before = d.memo.bytes();
+        d.memo.insert(key, memo);
+        let after = d.memo.bytes();
+        if after >= before {
+            d.total.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            d.total.fetch_sub(before - after, Ordering::Relaxed);
+        }
     }
 
     /// Literals remembered by this scope.
@@ -419,6 +477,39 @@ mod tests {
             v.scope(&format!("s{i}"));
         }
         assert!(v.scope_count() <= 3);
+    }
+
+    #[test]
+    fn all_scopes_together_are_bounded() {
+        let v = Vault::new(VaultConfig {
+            max_total_bytes: 1000,
+            ..VaultConfig::default()
+        });
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            let s = v.scope(k);
+            s.placeholder("T", &format!("{i}{}", "x".repeat(399)));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(v.total_bytes(), 1200);
+        // Over the budget: the next call evicts the least recently used scope ("a").
+        let d = v.scope("d");
+        assert_eq!(v.total_bytes(), 800);
+        assert_eq!(v.scope_count(), 3);
+        assert!(
+            v.scope("a").is_empty(),
+            "a was evicted (and is now a new, empty scope)"
+        );
+        // A scope in use by a request is not evicted; the others go, oldest first.
+        let held = v.scope("b");
+        d.placeholder("T", &"y".repeat(600));
+        let _ = v.scope("e");
+        assert_eq!(v.total_bytes(), 1000, "c went, b (in use) and d stayed");
+        assert_eq!(held.len(), 1);
+        assert!(v.scope("b").len() == 1, "b kept its placeholder");
+        drop(held);
+        d.placeholder("T", "z");
+        let _ = v.scope("f");
+        assert!(v.total_bytes() <= 1000, "{}", v.total_bytes());
     }
 
     #[test]
