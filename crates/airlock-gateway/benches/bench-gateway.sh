@@ -110,6 +110,28 @@ pct gateway "http://$GW/v1/chat/completions"
 CPU1=$(cpu)
 echo "gateway CPU: $(( (CPU1 - CPU0) * 1000 / $(getconf CLK_TCK) )) ms for the run (divide by requests for CPU per request)"
 echo "gateway RSS peak: $(grep VmHWM /proc/$GW_PID/status | awk '{print $2/1024 " MiB"}')"
+# The gateway's own view (its histograms): time spent in Airlock before forwarding, and the
+# hold of each answer until its audit record is committed. Bucket bounds, so "≤ x".
+curl -s "http://$GW/metrics" | python3 -c '
+import re, sys
+h = {}
+for line in sys.stdin:
+    m = re.match(r"(airlock_gateway_overhead_seconds|airlock_audit_commit_wait_seconds)_bucket\{(?:api=\"[^\"]*\",)?le=\"([^\"]+)\"\} (\d+)", line)
+    if m:
+        d = h.setdefault(m.group(1), {})
+        le = float("inf") if m.group(2) == "+Inf" else float(m.group(2))
+        d[le] = d.get(le, 0) + int(m.group(3))
+for name, b in h.items():
+    total = b.get(float("inf"), 0)
+    if not total:
+        continue
+    def q(p):
+        for le in sorted(b):
+            if b[le] >= p * total:
+                return "%g ms" % (le * 1000) if le != float("inf") else "inf"
+    print("%s: p50 <= %s, p99 <= %s (n=%d)" % (name, q(0.5), q(0.99), total))
+'
+
 
 echo "## streaming time to first byte (${TTFB_N} sequential requests each)"
 ttfb() {
