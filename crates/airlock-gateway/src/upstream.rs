@@ -156,9 +156,13 @@ enum BodyKind {
 /// usage (Anthropic `message_start`/`message_delta`, OpenAI Chat `usage`, Responses
 /// `response.completed`) and, with `[audit] store_bodies`, the redacted bodies up to the cap.
 /// Streams are parsed line by line as they are relayed, never buffered whole.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Observed {
     kind: BodyKind,
+    /// For a `gzip` or `deflate` body: inflates a copy for the usage reader (the agent gets
+    /// the upstream's bytes untouched).
+    inflate: Option<Inflate>,
+    inflated: u64,
     line: Vec<u8>,
     line_skipping: bool,
     json: Vec<u8>,
@@ -169,6 +173,78 @@ pub struct Observed {
     response_total: u64,
     /// The request body as it left (after redaction), when `store_bodies` is on.
     pub request_body: Option<BodyCapture>,
+}
+
+impl std::fmt::Debug for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed")
+            .field("kind", &self.kind)
+            .field("inflating", &self.inflate.is_some())
+            .field("response_total", &self.response_total)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most bytes a compressed response is inflated to for usage (a small body that inflates past
+/// it is a bomb, or not an answer whose usage matters); then its usage is not read.
+const MAX_INFLATED_BYTES: u64 = 64 << 20;
+
+/// A streaming decoder for `content-encoding: gzip` or `deflate` (zlib-wrapped, as HTTP says;
+/// raw deflate as some servers send it).
+enum Inflate {
+    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    Zlib(flate2::write::ZlibDecoder<Vec<u8>>),
+    Raw(flate2::write::DeflateDecoder<Vec<u8>>),
+    /// `deflate` before its first bytes tell which of the two it is.
+    Deflate(Vec<u8>),
+}
+
+impl Inflate {
+    fn for_encoding(enc: &[u8]) -> Option<Inflate> {
+        let enc = std::str::from_utf8(enc).ok()?.trim().to_ascii_lowercase();
+        match enc.as_str() {
+            "gzip" | "x-gzip" => Some(Inflate::Gzip(flate2::write::GzDecoder::new(Vec::new()))),
+            "deflate" => Some(Inflate::Deflate(Vec::new())),
+            _ => None,
+        }
+    }
+
+    /// Feeds compressed bytes; returns what they inflate to, or `None` once the body is not
+    /// a valid stream of its encoding.
+    fn feed(&mut self, chunk: &[u8]) -> Option<Vec<u8>> {
+        use std::io::Write;
+        if let Inflate::Deflate(head) = self {
+            head.extend_from_slice(chunk);
+            if head.len() < 2 {
+                return Some(Vec::new());
+            }
+            // A zlib header: CMF/FLG with a multiple-of-31 check and method 8.
+            let zlib =
+                head[0] & 0x0f == 8 && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0;
+            let head = std::mem::take(head);
+            *self = if zlib {
+                Inflate::Zlib(flate2::write::ZlibDecoder::new(Vec::new()))
+            } else {
+                Inflate::Raw(flate2::write::DeflateDecoder::new(Vec::new()))
+            };
+            return self.feed(&head);
+        }
+        // `flush` moves what the decoder has inflated so far into its output vector.
+        fn step<W: Write>(
+            d: &mut W,
+            chunk: &[u8],
+            out: impl FnOnce(&mut W) -> Vec<u8>,
+        ) -> Option<Vec<u8>> {
+            d.write_all(chunk).and_then(|()| d.flush()).ok()?;
+            Some(out(d))
+        }
+        match self {
+            Inflate::Gzip(d) => step(d, chunk, |d| std::mem::take(d.get_mut())),
+            Inflate::Zlib(d) => step(d, chunk, |d| std::mem::take(d.get_mut())),
+            Inflate::Raw(d) => step(d, chunk, |d| std::mem::take(d.get_mut())),
+            Inflate::Deflate(_) => None,
+        }
+    }
 }
 
 impl Observed {
@@ -184,8 +260,15 @@ impl Observed {
             .unwrap_or("")
             .trim_start()
             .to_ascii_lowercase();
-        self.kind = if encoded {
-            // Compressed bodies are relayed as they are; their usage is not read.
+        self.inflate = None;
+        if encoded {
+            // Relayed as they are; gzip and deflate are inflated on the side for usage, other
+            // encodings (br, zstd) are not read.
+            self.inflate = headers
+                .get(header::CONTENT_ENCODING)
+                .and_then(|v| Inflate::for_encoding(v.as_bytes()));
+        }
+        self.kind = if encoded && self.inflate.is_none() {
             BodyKind::Off
         } else if ct.starts_with("text/event-stream") {
             BodyKind::Sse
@@ -209,6 +292,35 @@ impl Observed {
             self.captured
                 .extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
+        if self.kind == BodyKind::Off {
+            return;
+        }
+        match self.inflate.as_mut() {
+            None => self.read_usage(chunk),
+            Some(inflate) => match inflate.feed(chunk) {
+                Some(plain) => {
+                    self.inflated += plain.len() as u64;
+                    if self.inflated > MAX_INFLATED_BYTES {
+                        self.stop_reading();
+                    } else {
+                        self.read_usage(&plain);
+                    }
+                }
+                None => self.stop_reading(),
+            },
+        }
+    }
+
+    /// A body whose usage cannot be read (not valid for its encoding, or inflating too far).
+    fn stop_reading(&mut self) {
+        self.kind = BodyKind::Off;
+        self.inflate = None;
+        self.json = Vec::new();
+        self.line = Vec::new();
+    }
+
+    /// Uncompressed body bytes, for the usage reader.
+    fn read_usage(&mut self, chunk: &[u8]) {
         match self.kind {
             BodyKind::Off => {}
             BodyKind::Json => {

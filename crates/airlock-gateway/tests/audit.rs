@@ -715,3 +715,93 @@ async fn a_company_pricing_file_replaces_the_list_prices() {
         "{err}"
     );
 }
+
+/// A compressed answer (`content-encoding: gzip` or `deflate`, zlib-wrapped or raw) reaches the
+/// agent byte for byte, and its token usage is still recorded: the gateway inflates a copy on
+/// the side. A body that is not valid for its encoding is relayed as it is, without usage.
+#[tokio::test]
+async fn usage_is_read_from_compressed_answers() {
+    use std::io::Write;
+    const ANSWER: &str = r#"{"id":"c1","object":"chat.completion","model":"gpt-5","choices":[{"index":0,"message":{"role":"assistant","content":"Hi."},"finish_reason":"stop"}],"usage":{"prompt_tokens":1000,"completion_tokens":300,"total_tokens":1300}}"#;
+    let gzip = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(ANSWER.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let zlib = {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(ANSWER.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let raw = {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(ANSWER.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("gzip", gzip, true),
+        ("deflate", zlib, true),
+        ("deflate", raw, true),
+        ("gzip", b"not gzip at all, just bytes".to_vec(), false),
+    ];
+    for (encoding, bytes, readable) in cases {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = listener.local_addr().unwrap();
+        let sent = bytes::Bytes::from(bytes.clone());
+        tokio::spawn(async move {
+            use hyper_util::rt::{TokioExecutor, TokioIo};
+            while let Ok((stream, _)) = listener.accept().await {
+                let sent = sent.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req| {
+                        let sent = sent.clone();
+                        async move {
+                            // Seven-byte chunks: the inflater is fed piece by piece.
+                            let (tx, rx) = tokio::sync::mpsc::channel(4);
+                            tokio::spawn(async move {
+                                for c in sent.chunks(7) {
+                                    if tx.send(bytes::Bytes::copy_from_slice(c)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            });
+                            Ok::<_, std::convert::Infallible>(
+                                http::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .header("content-encoding", encoding)
+                                    .body(ChannelBody(rx))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        let mut gw = start_gateway(&base_config(up, "")).await;
+        let data = gw.data_dir();
+        let (status, headers, body) = send(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[JSON, ("accept-encoding", "gzip, deflate")],
+            r#"{"model":"gpt-5","messages":[]}"#,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["content-encoding"], encoding);
+        assert_eq!(&body[..], &bytes[..], "relayed byte for byte");
+        gw.stop().await;
+        let recs = exchanges(&data);
+        assert_eq!(recs.len(), 1);
+        let usage = recs[0].usage.as_ref();
+        if readable {
+            let u = usage.unwrap_or_else(|| panic!("{encoding}: no usage"));
+            assert_eq!((u.input_tokens, u.output_tokens), (Some(1000), Some(300)));
+        } else {
+            assert!(usage.is_none_or(|u| u.input_tokens.is_none()), "{usage:?}");
+        }
+    }
+}
