@@ -121,6 +121,10 @@ impl std::fmt::Debug for ProbeOptions {
 pub const DEFAULT_PROMPT: &str = "say hello";
 /// Default time bound per run.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time between the starts of baseline repetitions: more than a second, so that even
+/// second-granular timestamps differ between them.
+pub const BASELINE_STAGGER: Duration = Duration::from_millis(1100);
+
 /// Default baseline repetitions.
 pub const DEFAULT_BASELINE_RUNS: usize = 3;
 
@@ -285,7 +289,16 @@ pub async fn probe(opts: ProbeOptions) -> Result<Report, ProbeError> {
         let done = done.clone();
         let progress = opts.progress.clone();
         let label = p.label.clone();
+        // Baseline repetitions start apart: two started in the same instant carry the same
+        // timestamps, so what varies between identical runs (a session start time) would not be
+        // learned, and every later run would differ there.
+        let stagger = if p.variation.is_none() {
+            BASELINE_STAGGER * u32::try_from(i).unwrap_or(u32::MAX)
+        } else {
+            Duration::ZERO
+        };
         set.spawn(async move {
+            tokio::time::sleep(stagger).await;
             let _permit = sem.acquire_owned().await;
             let r = runner::run_once(&cmd, &spec).await;
             let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
