@@ -108,6 +108,19 @@ struct Scopes {
     calls: u64,
 }
 
+impl Scopes {
+    /// Removes the least recently used scope among those `eligible`; false when there is none.
+    fn evict_oldest(&mut self, eligible: impl Fn(&str, &Arc<Mutex<ScopeData>>) -> bool) -> bool {
+        let oldest = self
+            .map
+            .iter()
+            .filter(|(k, d)| eligible(k, d))
+            .min_by_key(|(_, d)| lock(d).last_used)
+            .map(|(k, _)| k.clone());
+        oldest.is_some_and(|k| self.map.remove(&k).is_some())
+    }
+}
+
 impl fmt::Debug for Vault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vault")
@@ -148,36 +161,13 @@ impl Vault {
             let ttl = self.cfg.ttl;
             s.map
                 .retain(|_, d| now.duration_since(lock(d).last_used) < ttl);
-            while s.map.len() >= self.cfg.max_scopes.max(1) {
-                let oldest = s
-                    .map
-                    .iter()
-                    .min_by_key(|(_, d)| lock(d).last_used)
-                    .map(|(k, _)| k.clone());
-                match oldest {
-                    Some(k) => {
-                        s.map.remove(&k);
-                    }
-                    None => break,
-                }
-            }
+            while s.map.len() >= self.cfg.max_scopes.max(1) && s.evict_oldest(|_, _| true) {}
         }
-        while self.total.load(Ordering::Relaxed) > self.cfg.max_total_bytes && s.map.len() > 1 {
-            // Only scopes no request is using: dropping one frees its bytes now (one in use
-            // would keep them until its request ends, and lose its placeholders for nothing).
-            let oldest = s
-                .map
-                .iter()
-                .filter(|(k, d)| k.as_str() != key && Arc::strong_count(d) == 1)
-                .min_by_key(|(_, d)| lock(d).last_used)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => {
-                    s.map.remove(&k);
-                }
-                None => break,
-            }
-        }
+        // Only scopes no request is using: dropping one frees its bytes now (one in use would
+        // keep them until its request ends, and lose its placeholders for nothing).
+        while self.total.load(Ordering::Relaxed) > self.cfg.max_total_bytes
+            && s.evict_oldest(|k, d| k != key && Arc::strong_count(d) == 1)
+        {}
         if let Some(d) = s.map.get(key) {
             let expired = now.duration_since(lock(d).last_used) >= self.cfg.ttl;
             if !expired {
