@@ -38,7 +38,9 @@ use crate::metrics::RequestRecord;
 use crate::redact::{self, Restore};
 use crate::runtime::{Runtime, Upstream};
 use crate::server::Gateway;
-use crate::upstream::{AUDIT_COMMIT_TIMEOUT, BoxError, Observed, Outcome, Relay, strip_hop_by_hop};
+use crate::upstream::{
+    AUDIT_COMMIT_TIMEOUT, BodyShape, BoxError, Observed, Outcome, Relay, strip_hop_by_hop,
+};
 
 /// The response body type of the gateway.
 pub type GatewayBody = BoxBody<Bytes, BoxError>;
@@ -630,21 +632,10 @@ async fn process(
     strip_hop_by_hop(&mut rparts.headers);
     ex.status = rparts.status.as_u16();
     let capture = ex.body_capture_cap();
-    ex.observed.start_response(&rparts.headers, capture);
-    let encoded = rparts
-        .headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    let sse = !encoded
-        && rparts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("text/event-stream")
-            });
+    let shape = BodyShape::of(&rparts.headers);
+    ex.observed.start_response(&shape, capture);
+    let encoded = shape.encoded();
+    let sse = !encoded && shape.event_stream;
     let transform = restore.and_then(|r| {
         if encoded {
             tracing::warn!(request_id = %ex.id, "upstream compressed its response despite no accept-encoding; placeholders not restored");

@@ -185,6 +185,41 @@ impl std::fmt::Debug for Observed {
     }
 }
 
+/// What a response head says about its body; read once, used by the relay and the observer.
+#[derive(Debug)]
+pub struct BodyShape {
+    /// `content-encoding`, unless absent or `identity`.
+    pub encoding: Option<http::HeaderValue>,
+    /// `text/event-stream`.
+    pub event_stream: bool,
+    /// `application/json` or a `+json` type.
+    pub json: bool,
+}
+
+impl BodyShape {
+    pub fn of(headers: &http::HeaderMap) -> BodyShape {
+        let encoding = headers
+            .get(header::CONTENT_ENCODING)
+            .filter(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+            .cloned();
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim_start()
+            .to_ascii_lowercase();
+        BodyShape {
+            encoding,
+            event_stream: ct.starts_with("text/event-stream"),
+            json: ct.starts_with("application/json") || ct.contains("+json"),
+        }
+    }
+
+    pub fn encoded(&self) -> bool {
+        self.encoding.is_some()
+    }
+}
+
 /// Most bytes a compressed response is inflated to for usage (a small body that inflates past
 /// it is a bomb, or not an answer whose usage matters); then its usage is not read.
 const MAX_INFLATED_BYTES: u64 = 64 << 20;
@@ -248,31 +283,20 @@ impl Inflate {
 }
 
 impl Observed {
-    /// Starts observing a response with these headers; `capture_cap` = `store_bodies` cap.
-    pub fn start_response(&mut self, headers: &http::HeaderMap, capture_cap: Option<usize>) {
+    /// Starts observing a response of this shape; `capture_cap` = `store_bodies` cap.
+    pub fn start_response(&mut self, shape: &BodyShape, capture_cap: Option<usize>) {
         self.capture_cap = capture_cap;
-        let encoded = headers
-            .get(header::CONTENT_ENCODING)
-            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-        let ct = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .trim_start()
-            .to_ascii_lowercase();
-        self.inflate = None;
-        if encoded {
-            // Relayed as they are; gzip and deflate are inflated on the side for usage, other
-            // encodings (br, zstd) are not read.
-            self.inflate = headers
-                .get(header::CONTENT_ENCODING)
-                .and_then(|v| Inflate::for_encoding(v.as_bytes()));
-        }
-        self.kind = if encoded && self.inflate.is_none() {
+        // Encoded bodies are relayed as they are; gzip and deflate are inflated on the side for
+        // usage, other encodings (br, zstd) are not read.
+        self.inflate = shape
+            .encoding
+            .as_ref()
+            .and_then(|v| Inflate::for_encoding(v.as_bytes()));
+        self.kind = if shape.encoded() && self.inflate.is_none() {
             BodyKind::Off
-        } else if ct.starts_with("text/event-stream") {
+        } else if shape.event_stream {
             BodyKind::Sse
-        } else if ct.starts_with("application/json") || ct.contains("+json") {
+        } else if shape.json {
             BodyKind::Json
         } else {
             BodyKind::Off
