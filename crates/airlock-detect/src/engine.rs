@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_automata::Input;
 
 use crate::covert;
+use crate::keywords::{Hit, Keywords};
 use crate::rules::{self, Anchor, Rule, RuleDef};
 use crate::validate::{self, Verdict};
 use crate::{Category, CustomConfig, DetectError, Finding};
@@ -133,8 +133,8 @@ impl EngineBuilder {
 #[derive(Debug)]
 pub struct Engine {
     rules: Vec<Rule>,
-    prefilter: Option<AhoCorasick>,
-    /// Aho-Corasick pattern id -> rule indices.
+    prefilter: Option<Keywords>,
+    /// Keyword (pattern) id -> rule indices.
     keyword_rules: Vec<Vec<u32>>,
     digit_rules: Vec<u32>,
     always_rules: Vec<u32>,
@@ -173,9 +173,7 @@ impl Engine {
     }
 
     fn from_rules(rules: Vec<Rule>) -> Result<Engine, DetectError> {
-        let mut kw_index: HashMap<String, usize> = HashMap::new();
-        let mut patterns: Vec<String> = Vec::new();
-        let mut keyword_rules: Vec<Vec<u32>> = Vec::new();
+        let (patterns, keyword_rules) = keyword_patterns(&rules);
         let mut digit_rules = Vec::new();
         let mut always_rules = Vec::new();
         let mut covert_rules = [None; 6];
@@ -186,22 +184,7 @@ impl Engine {
                 continue;
             }
             match r.anchor {
-                Anchor::Keywords => {
-                    for k in &r.keywords {
-                        if k.is_empty() {
-                            continue;
-                        }
-                        let key = k.to_ascii_lowercase();
-                        let idx = *kw_index.entry(key.clone()).or_insert_with(|| {
-                            patterns.push(key);
-                            keyword_rules.push(Vec::new());
-                            patterns.len() - 1
-                        });
-                        if !keyword_rules[idx].contains(&i) {
-                            keyword_rules[idx].push(i);
-                        }
-                    }
-                }
+                Anchor::Keywords => {}
                 Anchor::Digits => digit_rules.push(i),
                 Anchor::Always => always_rules.push(i),
             }
@@ -209,14 +192,7 @@ impl Engine {
         let prefilter = if patterns.is_empty() {
             None
         } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&patterns)
-                    .map_err(|e| DetectError::Prefilter(e.to_string()))?,
-            )
+            Some(Keywords::new(&patterns)?)
         };
         let covert_enabled = covert_rules.map(|r| r.is_some());
         Ok(Engine {
@@ -260,17 +236,22 @@ impl Engine {
     }
 
     fn scan_windows(&self, bytes: &[u8], text: Option<&str>, table: &mut Windows) -> Vec<Finding> {
-        if let Some(ac) = &self.prefilter {
-            for m in ac.find_overlapping_iter(bytes) {
-                for &r in &self.keyword_rules[m.pattern().as_usize()] {
+        if let Some(kw) = &self.prefilter {
+            // Hits come by end, then start, as Aho-Corasick's overlapping search gave them;
+            // `Windows::push` merges in that order, so the windows are as they always were.
+            let mut hits = std::mem::take(&mut table.hits);
+            kw.find(bytes, &mut hits);
+            for h in &hits {
+                for &r in &self.keyword_rules[h.pattern as usize] {
                     let rule = &self.rules[r as usize];
                     let w = Window {
-                        start: m.start().saturating_sub(rule.window_before),
-                        end: m.end().saturating_add(rule.window_after).min(bytes.len()),
+                        start: h.start.saturating_sub(rule.window_before),
+                        end: h.end.saturating_add(rule.window_after).min(bytes.len()),
                     };
                     table.push(r, w);
                 }
             }
+            table.hits = hits;
         }
         if !self.digit_rules.is_empty() {
             digit_runs(bytes, |s, e| {
@@ -442,6 +423,35 @@ impl Engine {
     }
 }
 
+/// The distinct keywords of the keyword-anchored rules (lower case, in rule order) and, for
+/// each, the indices of the rules that use it.
+pub(crate) fn keyword_patterns(rules: &[Rule]) -> (Vec<String>, Vec<Vec<u32>>) {
+    let mut kw_index: HashMap<String, usize> = HashMap::new();
+    let mut patterns: Vec<String> = Vec::new();
+    let mut keyword_rules: Vec<Vec<u32>> = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        if r.detector.is_some() || r.anchor != Anchor::Keywords {
+            continue;
+        }
+        let i = i as u32;
+        for k in &r.keywords {
+            if k.is_empty() {
+                continue;
+            }
+            let key = k.to_ascii_lowercase();
+            let idx = *kw_index.entry(key.clone()).or_insert_with(|| {
+                patterns.push(key);
+                keyword_rules.push(Vec::new());
+                patterns.len() - 1
+            });
+            if !keyword_rules[idx].contains(&i) {
+                keyword_rules[idx].push(i);
+            }
+        }
+    }
+    (patterns, keyword_rules)
+}
+
 /// Byte ranges, answering "does any overlap `s..e`?" in O(log n).
 struct Intervals {
     /// Starts, sorted.
@@ -529,6 +539,8 @@ thread_local! {
 struct Windows {
     lists: Vec<Vec<Window>>,
     touched: Vec<u32>,
+    /// Keyword hits of the current scan.
+    hits: Vec<Hit>,
 }
 
 /// A list that grew past this many windows (a hostile input) is not kept between scans.
@@ -578,6 +590,10 @@ impl Windows {
         self.touched.clear();
         if self.touched.capacity() > KEEP_WINDOWS {
             self.touched.shrink_to(64);
+        }
+        self.hits.clear();
+        if self.hits.capacity() > KEEP_WINDOWS {
+            self.hits.shrink_to(64);
         }
     }
 }
@@ -645,6 +661,72 @@ mod tests {
     fn engine_is_send_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Engine>();
+    }
+
+    /// Registry sources (up to `limit` bytes, NUL between files), if this machine has them.
+    fn registry_text(limit: usize) -> Vec<u8> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<u8>, limit: usize) {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            let mut v: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+            v.sort();
+            for p in v {
+                if out.len() >= limit {
+                    return;
+                }
+                if p.is_dir() {
+                    walk(&p, out, limit);
+                } else if p
+                    .extension()
+                    .is_some_and(|e| e == "rs" || e == "toml" || e == "md" || e == "js")
+                    && let Ok(b) = std::fs::read(&p)
+                    && b.len() < 1 << 20
+                {
+                    out.extend_from_slice(&b);
+                    out.push(0);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let home = std::env::var_os("CARGO_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo"))
+            });
+        if let Some(home) = home {
+            walk(&home.join("registry").join("src"), &mut out, limit);
+        }
+        out
+    }
+
+    #[test]
+    fn findings_are_the_same_with_the_aho_corasick_keyword_pass() {
+        let new = Engine::builtin().unwrap();
+        let mut old = Engine::builtin().unwrap();
+        let (patterns, _) = keyword_patterns(&old.rules);
+        old.prefilter = Some(Keywords::new_ac(&patterns).unwrap());
+        // Every rule's examples in one text, in upper and lower case, then real source code.
+        let mut text = String::new();
+        for r in &new.rules {
+            for e in r.examples.iter().chain(&r.negative_examples) {
+                text.push_str(e);
+                text.push('\n');
+                text.push_str(&e.to_ascii_uppercase());
+                text.push_str(" = ");
+            }
+        }
+        let mut corpus = text.into_bytes();
+        let examples = corpus.len();
+        corpus.extend(registry_text(3 << 20));
+        let chunks: Vec<&[u8]> = corpus.split(|&b| b == 0).collect();
+        let mut total = 0;
+        for c in chunks.iter().chain([&&corpus[..examples], &&corpus[..]]) {
+            let a = new.scan_bytes(c);
+            assert_eq!(a, old.scan_bytes(c));
+            total += a.len();
+        }
+        assert!(total > 100, "{total} findings");
     }
 
     #[test]

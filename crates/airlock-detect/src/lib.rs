@@ -4,9 +4,10 @@
 //! What it does: compiles rule packs (TOML data, the built-in ones embedded at build time from
 //! `rules/*.toml`) into one [`Engine`] that scans `&str` or `&[u8]` and returns [`Finding`]s with
 //! byte ranges, line/column, a redacted preview and a stable fingerprint. Clean text costs
-//! little: one Aho-Corasick pass over the rules' keywords, one pass over digit runs for numeric
-//! personal data, and one pass over non-ASCII characters for covert Unicode; each rule's regex
-//! only runs in small windows around those anchors.
+//! little: one pass over the rules' keywords (a small DFA over their first bytes, then a
+//! comparison at each rare hit), one pass over digit runs for numeric personal data, and one
+//! pass over non-ASCII characters for covert Unicode; each rule's regex only runs in small
+//! windows around those anchors.
 //!
 //! What it does not do: no I/O (callers read files and config), no async, no network (checksums
 //! are validated offline, providers are never contacted), no logging of values. Every input is
@@ -16,6 +17,7 @@
 mod config;
 pub mod covert;
 mod engine;
+mod keywords;
 mod rules;
 pub mod validate;
 
