@@ -508,13 +508,27 @@ async fn process(
     ex.bytes_in = body.len() as u64;
     let t_overhead = Instant::now();
     check_json_content_type(&parts.headers)?;
+
+    // 3. authenticate (before parsing: the caller's vault scope lets the parse step over what
+    // it sent before, and an unauthenticated body is not parsed at all)
+    let principal = authenticate(gw, &parts.headers)?;
+    set_principal(ex, principal.as_ref());
+    ex.session = redact::SESSION_HEADERS
+        .iter()
+        .find_map(|h| parts.headers.get(*h).and_then(|v| v.to_str().ok()))
+        .map(|v| truncate(v, 128));
+
     // Inspected APIs: parse once, for routing now and for inspection at stage 6.
     let parsed = match wire_api(endpoint) {
-        Some(api) => Some((api, parse_request(&body)?)),
+        Some(api) => {
+            let scope = vault_scope(gw, ex);
+            let request = parse_request(&body, api, &scope)?;
+            Some((api, request, scope))
+        }
         None => None,
     };
     let probe = match &parsed {
-        Some((_, r)) => Probe {
+        Some((_, r, _)) => Probe {
             model: r.model().map_err(not_an_api_request)?,
             stream: r.stream().map_err(not_an_api_request)?,
         },
@@ -532,17 +546,9 @@ async fn process(
     ex.stream =
         probe.stream.unwrap_or(false) || parts.uri.path().ends_with(":streamGenerateContent");
 
-    // 3. authenticate
-    let principal = authenticate(gw, &parts.headers)?;
-    set_principal(ex, principal.as_ref());
-
     // 4. identify
     let identity = rt.catalogue.identify(&parts.headers, &body);
     set_identity(ex, &identity);
-    ex.session = redact::SESSION_HEADERS
-        .iter()
-        .find_map(|h| parts.headers.get(*h).and_then(|v| v.to_str().ok()))
-        .map(|v| truncate(v, 128));
 
     // 5. decide
     let decision = rt.policy.decide(&Subject {
@@ -568,7 +574,7 @@ async fn process(
 
     // 6. inspect
     let inspected = match &parsed {
-        Some((api, request)) => inspect(gw, rt, ex, *api, request, &body),
+        Some((api, request, scope)) => inspect(gw, rt, ex, *api, request, scope, &body),
         None => Inspected::Forward {
             body: body.clone(),
             restore: None,
@@ -800,8 +806,12 @@ struct Probe {
 }
 
 /// Stage 2 for inspected APIs: the body parsed once (see [`airlock_wire::Request`]).
-fn parse_request(body: &[u8]) -> Result<airlock_wire::Request<'_>, Reject> {
-    airlock_wire::Request::parse(body).map_err(|e| {
+fn parse_request<'b>(
+    body: &'b [u8],
+    api: Api,
+    scope: &airlock_wire::VaultScope,
+) -> Result<airlock_wire::Request<'b>, Reject> {
+    airlock_wire::Request::parse_in(body, api, scope).map_err(|e| {
         let message = match e {
             airlock_wire::WireError::Json { offset, reason } => {
                 format!("Request body is not valid JSON: {reason} at byte {offset}")
@@ -916,15 +926,11 @@ fn inspect(
     ex: &mut Exchange,
     api: Api,
     request: &airlock_wire::Request<'_>,
+    scope: &airlock_wire::VaultScope,
     body: &Bytes,
 ) -> Inspected {
     let redactor = gw.redactor();
-    let scope_key = match (&ex.key_id, &ex.session) {
-        (Some(k), _) => format!("key:{k}"),
-        (None, Some(s)) => format!("session:{s}"),
-        (None, None) => "anonymous".to_string(),
-    };
-    let scope = redactor.vault.scope(&scope_key);
+    let scope = scope.clone();
     let actions = rt.redaction.for_subject(ex.team.as_deref(), &ex.tool);
     let detector = redactor.detector();
     let result = request.inspect(api, &*detector, &actions, &scope);
@@ -978,6 +984,17 @@ fn inspect(
             restore: None,
         },
     }
+}
+
+/// The vault scope of the caller: its key, else its agent session, else the anonymous one.
+/// Placeholders, and what the scope remembers of earlier requests, are shared within it.
+fn vault_scope(gw: &Gateway, ex: &Exchange) -> airlock_wire::VaultScope {
+    let key = match (&ex.key_id, &ex.session) {
+        (Some(k), _) => format!("key:{k}"),
+        (None, Some(s)) => format!("session:{s}"),
+        (None, None) => "anonymous".to_string(),
+    };
+    gw.redactor().vault.scope(&key)
 }
 
 /// The headers sent upstream: the caller's, minus hop-by-hop headers, with the credential

@@ -9,7 +9,8 @@ use crate::Api;
 use crate::WireError;
 use crate::actions::{Actions, Resolved};
 use crate::detector::{Category, Detection, Detector, Replacement};
-use crate::json::{self, Edit, Str, Val};
+use crate::json::{self, Edit, Str, TopArray, Val};
+use crate::prefix::{self, Item, Outcome, Prefix};
 use crate::vault::VaultScope;
 
 /// Where in the request a finding is. Never contains the value.
@@ -126,6 +127,11 @@ pub struct Inspection {
 pub struct Request<'a> {
     src: &'a str,
     root: Val,
+    /// Element spans of the root object's arrays (the conversation's are remembered).
+    top_arrays: Vec<TopArray>,
+    /// The remembered conversation whose leading elements this body repeats, and how many of
+    /// them the parse stepped over (see `prefix.rs`).
+    prefix: Option<(Arc<Prefix>, usize)>,
 }
 
 /// Why a body's `model` or `stream` member cannot be used.
@@ -140,11 +146,62 @@ pub enum FieldError {
 impl<'a> Request<'a> {
     /// Parse a body: valid UTF-8, valid JSON (RFC 8259, bounded depth), an object.
     pub fn parse(body: &'a [u8]) -> Result<Request<'a>, WireError> {
-        let (src, root) = json::parse_body(body)?;
+        Self::parse_with(body, None)
+    }
+
+    /// [`Request::parse`] for a request of `api` that will be inspected in `scope`: the leading
+    /// elements of its conversation that repeat, byte for byte, a conversation the scope inspected
+    /// recently are not parsed again (see `prefix.rs`).
+    pub fn parse_in(
+        body: &'a [u8],
+        api: Api,
+        scope: &VaultScope,
+    ) -> Result<Request<'a>, WireError> {
+        let (keys, candidates) = scope.prefixes();
+        let best = prefix::best(&candidates, api, body, &keys);
+        Self::parse_with(body, best)
+    }
+
+    fn parse_with(
+        body: &'a [u8],
+        prefix: Option<(Arc<Prefix>, usize)>,
+    ) -> Result<Request<'a>, WireError> {
+        let src = std::str::from_utf8(body).map_err(|e| WireError::NotUtf8 {
+            offset: e.valid_up_to(),
+        })?;
+        let spans: Vec<(usize, usize)> = match &prefix {
+            Some((p, n)) => p.items[..*n].iter().map(|i| (i.start, i.end)).collect(),
+            None => Vec::new(),
+        };
+        let skip = match &prefix {
+            Some((p, _)) => json::Skip {
+                array: p.array,
+                spans: &spans,
+            },
+            None => json::Skip::NONE,
+        };
+        let (root, parsed) = json::parse_skipping(src, &skip).map_err(|e| WireError::Json {
+            offset: e.offset,
+            reason: e.reason,
+        })?;
         let Val::Obj(_) = root else {
             return Err(WireError::NotAnObject);
         };
-        Ok(Request { src, root })
+        let prefix = prefix
+            .filter(|_| parsed.skipped > 0)
+            .map(|(p, _)| (p, parsed.skipped));
+        Ok(Request {
+            src,
+            root,
+            top_arrays: parsed.top_arrays,
+            prefix,
+        })
+    }
+
+    /// Leading conversation elements the parse stepped over (repeats of a remembered
+    /// conversation).
+    pub fn known_elements(&self) -> usize {
+        self.prefix.as_ref().map_or(0, |(_, n)| *n)
     }
 
     /// The top-level member `key`, which must appear at most once.
@@ -199,6 +256,11 @@ impl<'a> Request<'a> {
             memo: detector
                 .memo_id()
                 .map(|id| (id, policy_fingerprint(actions))),
+            api,
+            top_arrays: &self.top_arrays,
+            prefix: self.prefix.clone(),
+            record: None,
+            conversations: 0,
         };
         let (src, root) = (self.src, &self.root);
         let mut edits = Vec::new();
@@ -208,6 +270,17 @@ impl<'a> Request<'a> {
             }
             Api::OpenAiChat => cx.chat(src, root, &mut edits),
             Api::OpenAiResponses => cx.responses(src, root, &mut edits),
+        }
+        if let (Some(rec), Some((det, policy)), 1) = (cx.record.take(), cx.memo, cx.conversations)
+            && !rec.1.is_empty()
+        {
+            scope.prefix_put(Prefix {
+                api,
+                det,
+                policy,
+                array: rec.0,
+                items: rec.1,
+            });
         }
         let mut out = cx.out;
         if out.blocked.is_none() && !edits.is_empty() {
@@ -227,7 +300,7 @@ pub fn inspect(
     actions: &Actions,
     scope: &VaultScope,
 ) -> Result<Inspection, WireError> {
-    Ok(Request::parse(body)?.inspect(api, detector, actions, scope))
+    Ok(Request::parse_in(body, api, scope)?.inspect(api, detector, actions, scope))
 }
 
 struct Cx<'a> {
@@ -240,6 +313,27 @@ struct Cx<'a> {
     dirty: bool,
     /// `(detector memo id, policy fingerprint)` when outcomes may be remembered in the scope.
     memo: Option<(u64, u64)>,
+    api: Api,
+    top_arrays: &'a [TopArray],
+    /// The remembered conversation the parse stepped into, and how many elements it skipped.
+    prefix: Option<(Arc<Prefix>, usize)>,
+    /// The conversation array being remembered: its `[` and its elements so far.
+    record: Option<(usize, Vec<Item>)>,
+    /// Conversation arrays met (a body with two, through a duplicate key, is not remembered).
+    conversations: u8,
+}
+
+/// Elements with more findings than this are not remembered (hostile input).
+const MAX_ELEMENT_FINDINGS: usize = 1024;
+
+/// Offset of the `[` of the array value of the member whose key is `k`.
+fn array_open(src: &str, k: &Str) -> Option<usize> {
+    let b = src.as_bytes();
+    let mut i = k.end + 1;
+    while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t' | b':')) {
+        i += 1;
+    }
+    (b.get(i) == Some(&b'[')).then_some(i)
 }
 
 const MEDIA_TYPES: &[&str] = &[
@@ -554,6 +648,130 @@ impl Cx<'_> {
         }
     }
 
+    /// Walk a conversation array (`messages`, Responses `input`) element by element with
+    /// `walk`: elements the parse stepped over ([`Val::Known`]) replay their remembered outcome
+    /// when it is valid here, and are parsed from their span and walked otherwise; every element's
+    /// outcome is remembered for the next request of the scope (see `prefix.rs`).
+    fn conversation(
+        &mut self,
+        src: &str,
+        key: &Str,
+        items: &[Val],
+        out: &mut Vec<Edit>,
+        walk: impl Fn(&mut Self, &str, usize, &Val, &mut Vec<Edit>),
+    ) {
+        self.conversations = self.conversations.saturating_add(1);
+        let open = array_open(src, key);
+        let spans = open.and_then(|o| {
+            self.top_arrays
+                .iter()
+                .find(|(a, sp)| *a == o && sp.len() == items.len())
+                .map(|(_, sp)| sp.as_slice())
+        });
+        let prefix = self.prefix.clone();
+        // Outcomes are replayed only under the detector, policy and API they were made under.
+        let replay = match (&prefix, self.memo) {
+            (Some((p, _)), Some((det, policy))) => {
+                p.det == det && p.policy == policy && p.api == self.api
+            }
+            _ => false,
+        };
+        let keys = (self.memo.is_some() && self.conversations == 1 && spans.is_some())
+            .then(|| self.scope.prefixes().0);
+        let mut rec: Vec<Item> = Vec::new();
+        let mut from = 0usize;
+        let mut broken = false;
+        for (i, v) in items.iter().enumerate() {
+            let (e0, f0) = (out.len(), self.out.findings.len());
+            let (l0, b0, m0) = (
+                self.out.text_leaves,
+                self.out.text_bytes,
+                self.out.media_parts,
+            );
+            let mut replayed: Option<Arc<Outcome>> = None;
+            let mut hash = None;
+            match v {
+                Val::Known(start, end) => {
+                    let item = prefix
+                        .as_ref()
+                        .and_then(|(p, _)| p.items.get(i))
+                        .filter(|it| it.start == *start && it.end == *end);
+                    hash = item.map(|it| it.hash);
+                    let valid = item
+                        .and_then(|it| it.outcome.clone())
+                        .filter(|o| replay && self.scope.placeholders_live(&o.placeholders));
+                    match valid {
+                        Some(o) => {
+                            out.extend(o.edits.iter().cloned());
+                            self.out.findings.extend(o.findings.iter().cloned());
+                            self.out.text_leaves += o.text_leaves;
+                            self.out.text_bytes += o.text_bytes;
+                            self.out.media_parts += o.media_parts;
+                            replayed = Some(o);
+                        }
+                        None => match json::parse_span(src, *start, *end) {
+                            Ok(val) => walk(self, src, i, &val, out),
+                            Err(_) => {
+                                // Bytes that hashed like an element that parsed but do not
+                                // parse: never forward what was not inspected.
+                                self.out.blocked.get_or_insert(Block {
+                                    rule_id: "airlock-inspection-error".into(),
+                                    category: Category::Custom,
+                                    location: Location::root(&key.decode(src).text)
+                                        .idx(i)
+                                        .message(i),
+                                });
+                                hash = None;
+                            }
+                        },
+                    }
+                }
+                _ => walk(self, src, i, v, out),
+            }
+            // Items stay aligned with elements: recording stops at the first that cannot be.
+            let (Some(keys), Some(spans), false) = (&keys, spans, broken) else {
+                continue;
+            };
+            let (Some(&(start, end)), Some(seg)) = (
+                spans.get(i),
+                spans.get(i).and_then(|&(_, e)| src.as_bytes().get(from..e)),
+            ) else {
+                broken = true;
+                continue;
+            };
+            let hash = hash.unwrap_or_else(|| prefix::segment_hash(seg, keys));
+            from = end;
+            let outcome = replayed.or_else(|| {
+                let found = &self.out.findings[f0..];
+                let ok = found.len() <= MAX_ELEMENT_FINDINGS
+                    && !found.iter().any(|f| f.action == Resolved::Block)
+                    && out[e0..].iter().all(|e| e.start >= start && e.end <= end);
+                ok.then(|| {
+                    Arc::new(Outcome {
+                        edits: out[e0..].to_vec(),
+                        findings: found.to_vec(),
+                        placeholders: found
+                            .iter()
+                            .filter_map(|f| f.placeholder.as_deref().map(Arc::from))
+                            .collect(),
+                        text_leaves: self.out.text_leaves - l0,
+                        text_bytes: self.out.text_bytes - b0,
+                        media_parts: self.out.media_parts - m0,
+                    })
+                })
+            });
+            rec.push(Item {
+                start,
+                end,
+                hash,
+                outcome,
+            });
+        }
+        if let Some(o) = open.filter(|_| keys.is_some() && spans.is_some()) {
+            self.record = Some((o, rec));
+        }
+    }
+
     // ---- Anthropic Messages ----
 
     fn anthropic(&mut self, src: &str, root: &Val, out: &mut Vec<Edit>) {
@@ -569,19 +787,19 @@ impl Cx<'_> {
                     }
                 }
                 ("messages", Val::Arr(msgs)) => {
-                    for (mi, m) in msgs.iter().enumerate() {
+                    self.conversation(src, k, msgs, out, |cx, src, mi, m, out| {
                         let loc = Location::root("messages").idx(mi).message(mi);
                         match m.get(src, "content") {
-                            Some(Val::Str(s)) => self.text(src, s, &loc.key("content"), true, out),
+                            Some(Val::Str(s)) => cx.text(src, s, &loc.key("content"), true, out),
                             Some(Val::Arr(blocks)) => {
                                 let cl = loc.key("content");
                                 for (bi, b) in blocks.iter().enumerate() {
-                                    self.a_block(src, b, &cl.idx(bi).block(bi), true, out);
+                                    cx.a_block(src, b, &cl.idx(bi).block(bi), true, out);
                                 }
                             }
                             _ => {}
                         }
-                    }
+                    })
                 }
                 ("tools", _) => self.generic(src, v, &Location::root("tools"), true, out),
                 _ => {}
@@ -647,10 +865,10 @@ impl Cx<'_> {
             let key = k.decode(src).text;
             match (&*key, v) {
                 ("messages", Val::Arr(msgs)) => {
-                    for (mi, msg) in msgs.iter().enumerate() {
+                    self.conversation(src, k, msgs, out, |cx, src, mi, msg, out| {
                         let loc = Location::root("messages").idx(mi).message(mi);
-                        self.chat_message(src, msg, &loc, out);
-                    }
+                        cx.chat_message(src, msg, &loc, out);
+                    })
                 }
                 ("tools" | "functions", _) => {
                     self.generic(src, v, &Location::root(&key), true, out)
@@ -725,10 +943,10 @@ impl Cx<'_> {
                 }
                 ("input", Val::Str(s)) => self.text(src, s, &Location::root("input"), true, out),
                 ("input", Val::Arr(items)) => {
-                    for (ii, it) in items.iter().enumerate() {
+                    self.conversation(src, k, items, out, |cx, src, ii, it, out| {
                         let loc = Location::root("input").idx(ii).message(ii);
-                        self.r_item(src, it, &loc, out);
-                    }
+                        cx.r_item(src, it, &loc, out);
+                    })
                 }
                 ("tools", _) => self.generic(src, v, &Location::root("tools"), true, out),
                 _ => {}

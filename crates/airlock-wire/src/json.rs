@@ -35,6 +35,9 @@ pub enum Val {
     Str(Str),
     Arr(Vec<Val>),
     Obj(Vec<(Str, Val)>),
+    /// The byte span of an array element left unparsed because its bytes are those of an element
+    /// parsed and inspected before ([`parse_skipping`], `prefix.rs`).
+    Known(usize, usize),
 }
 
 impl Val {
@@ -359,6 +362,9 @@ pub fn parse(src: &str) -> Result<Val, JsonError> {
     let mut p = Parser {
         b: src.as_bytes(),
         i: 0,
+        skip: Skip::NONE,
+        skipped: 0,
+        top: None,
     };
     p.ws();
     let v = p.value(0)?;
@@ -369,9 +375,87 @@ pub fn parse(src: &str) -> Result<Val, JsonError> {
     Ok(v)
 }
 
+/// Elements of one array that need not be parsed: the array whose `[` is at byte `array`, and
+/// the spans of its first elements, in order. The caller vouches that those bytes are exactly
+/// the bytes of elements that parsed before (`prefix.rs` checks them against keyed hashes).
+#[derive(Debug, Clone, Copy)]
+pub struct Skip<'s> {
+    pub array: usize,
+    pub spans: &'s [(usize, usize)],
+}
+
+impl Skip<'_> {
+    pub const NONE: Skip<'static> = Skip {
+        array: usize::MAX,
+        spans: &[],
+    };
+}
+
+/// The element spans of an array that is a member of the root object: the byte offset of its
+/// `[` and each element's `start..end`.
+pub type TopArray = (usize, Vec<(usize, usize)>);
+
+/// What [`parse_skipping`] returns besides the tree.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// Elements left unparsed ([`Val::Known`]).
+    pub skipped: usize,
+    /// Element spans of the arrays that are members of the root object, in document order.
+    pub top_arrays: Vec<TopArray>,
+}
+
+/// [`parse`], leaving the elements named by `skip` as [`Val::Known`] where the parse meets them
+/// exactly at their spans (in order, from the first); skipping stops at the first element that
+/// does not start where expected. Also records where the root object's arrays' elements lie.
+pub fn parse_skipping(src: &str, skip: &Skip<'_>) -> Result<(Val, Parsed), JsonError> {
+    let mut p = Parser {
+        b: src.as_bytes(),
+        i: 0,
+        skip: *skip,
+        skipped: 0,
+        top: Some(Vec::new()),
+    };
+    p.ws();
+    let v = p.value(0)?;
+    p.ws();
+    if p.i != p.b.len() {
+        return Err(p.err("trailing characters after the JSON value"));
+    }
+    let parsed = Parsed {
+        skipped: p.skipped,
+        top_arrays: p.top.unwrap_or_default(),
+    };
+    Ok((v, parsed))
+}
+
+/// Parse the single value at `src[start..end]` with spans in `src`'s coordinates (a
+/// [`Val::Known`] element, when what was remembered of it cannot be used).
+pub fn parse_span(src: &str, start: usize, end: usize) -> Result<Val, JsonError> {
+    let b = src.as_bytes().get(..end).ok_or(JsonError {
+        offset: end,
+        reason: "span past the end of the document",
+    })?;
+    let mut p = Parser {
+        b,
+        i: start,
+        skip: Skip::NONE,
+        skipped: 0,
+        top: None,
+    };
+    let v = p.value(0)?;
+    if p.i != end {
+        return Err(p.err("trailing characters after the JSON value"));
+    }
+    Ok(v)
+}
+
 struct Parser<'a> {
     b: &'a [u8],
     i: usize,
+    skip: Skip<'a>,
+    skipped: usize,
+    /// Element spans of the root object's arrays, when asked for.
+    top: Option<Vec<TopArray>>,
 }
 
 impl Parser<'_> {
@@ -484,21 +568,51 @@ impl Parser<'_> {
         }
     }
     fn array(&mut self, depth: u32) -> Result<Val, JsonError> {
+        // Only the array named by `skip` skips, and only once (its spans are used up here).
+        let mut known: &[(usize, usize)] = &[];
+        if self.i == self.skip.array {
+            known = std::mem::take(&mut self.skip.spans);
+        }
+        let open = self.i;
+        let mut spans = (depth == 1 && self.top.is_some()).then(Vec::new);
         self.i += 1;
         let mut items = Vec::new();
         self.ws();
         if self.b.get(self.i) == Some(&b']') {
             self.i += 1;
+            if let (Some(top), Some(sp)) = (self.top.as_mut(), spans) {
+                top.push((open, sp));
+            }
             return Ok(Val::Arr(items));
         }
         loop {
             self.ws();
-            items.push(self.value(depth + 1)?);
+            let at = self.i;
+            match known.split_first() {
+                Some((&(start, end), rest))
+                    if start == self.i && end > start && end <= self.b.len() =>
+                {
+                    self.i = end;
+                    self.skipped += 1;
+                    known = rest;
+                    items.push(Val::Known(start, end));
+                }
+                _ => {
+                    known = &[];
+                    items.push(self.value(depth + 1)?);
+                }
+            }
+            if let Some(sp) = spans.as_mut() {
+                sp.push((at, self.i));
+            }
             self.ws();
             match self.b.get(self.i) {
                 Some(b',') => self.i += 1,
                 Some(b']') => {
                     self.i += 1;
+                    if let (Some(top), Some(sp)) = (self.top.as_mut(), spans) {
+                        top.push((open, sp));
+                    }
                     return Ok(Val::Arr(items));
                 }
                 _ => return Err(self.err("expected ',' or ']'")),

@@ -20,6 +20,7 @@ use std::hash::BuildHasher;
 use zeroize::Zeroize;
 
 use crate::memo::{Memo, MemoKey, MemoMap};
+use crate::prefix::{Prefix, Prefixes};
 
 /// Upper bound on a placeholder's length, `[REDACTED_` + label + `_` + number + `]`.
 pub const MAX_PLACEHOLDER_LEN: usize = 64;
@@ -213,6 +214,8 @@ struct ScopeData {
     /// Outcomes of literals that held something (see `memo.rs`).
     memo: MemoMap,
     memo_keys: (RandomState, RandomState),
+    /// The last conversations inspected (see `prefix.rs`).
+    prefixes: Prefixes,
     by_value: HashMap<VKey, Entry>,
     by_placeholder: HashMap<Arc<str>, Arc<SecretValue>>,
     counters: HashMap<Box<str>, u64>,
@@ -226,8 +229,10 @@ struct ScopeData {
 
 impl Drop for ScopeData {
     fn drop(&mut self) {
-        self.total
-            .fetch_sub(self.bytes + self.memo.bytes(), Ordering::Relaxed);
+        self.total.fetch_sub(
+            self.bytes + self.memo.bytes() + self.prefixes.bytes(),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -237,6 +242,7 @@ impl ScopeData {
             total,
             memo: MemoMap::default(),
             memo_keys: (RandomState::default(), RandomState::default()),
+            prefixes: Prefixes::default(),
             by_value: HashMap::new(),
             by_placeholder: HashMap::new(),
             counters: HashMap::new(),
@@ -412,6 +418,46 @@ impl VaultScope {
         } else {
             d.total.fetch_sub(before - after, Ordering::Relaxed);
         }
+    }
+
+    /// The scope's hash keys and its remembered conversations (the caller hashes a body without
+    /// holding the scope's lock).
+    pub(crate) fn prefixes(&self) -> ((RandomState, RandomState), Vec<Arc<Prefix>>) {
+        let d = lock(&self.data);
+        (d.memo_keys.clone(), d.prefixes.all())
+    }
+
+    pub(crate) fn prefix_put(&self, p: Prefix) {
+        let mut d = lock(&self.data);
+        let delta = d.prefixes.put(p);
+        if delta >= 0 {
+            d.total.fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
+        } else {
+            d.total.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether every placeholder is still in this scope (they are refreshed, as looking them up
+    /// again would).
+    pub(crate) fn placeholders_live(&self, placeholders: &[Arc<str>]) -> bool {
+        let mut d = lock(&self.data);
+        d.tick += 1;
+        let tick = d.tick;
+        for ph in placeholders {
+            let Some(v) = d.by_placeholder.get(ph).cloned() else {
+                return false;
+            };
+            let Some(e) = d.by_value.get_mut(v.expose()) else {
+                return false;
+            };
+            e.tick = tick;
+        }
+        true
+    }
+
+    /// Conversations remembered by this scope (see `prefix.rs`).
+    pub fn prefix_len(&self) -> usize {
+        lock(&self.data).prefixes.len()
     }
 
     /// Literals remembered by this scope.

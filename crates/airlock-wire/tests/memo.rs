@@ -1,6 +1,9 @@
 //! The per-scope memory of literals that held something (`memo.rs`): a resend replays the
 //! outcome byte for byte, and nothing is replayed under another policy, other rules, at another
 //! location, or when the literal blocked.
+//!
+//! These tests parse with [`Request::parse`], which never steps over remembered conversation
+//! elements (`tests/prefix.rs` covers that), so every literal reaches the literal memory.
 
 mod common;
 
@@ -71,6 +74,17 @@ fn body(secret: &str, at: usize) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"model": "gpt-5", "messages": messages})).unwrap()
 }
 
+/// [`inspect`] without the conversation memory.
+fn inspect_literals(
+    api: Api,
+    body: &[u8],
+    det: &dyn Detector,
+    actions: &Actions,
+    scope: &VaultScope,
+) -> Result<Inspection, WireError> {
+    Ok(Request::parse(body)?.inspect(api, det, actions, scope))
+}
+
 fn summary(i: &Inspection) -> Vec<(String, String, bool, Option<String>)> {
     i.findings
         .iter()
@@ -91,7 +105,7 @@ fn resend_is_replayed_byte_for_byte_without_scanning() {
     let scope = VaultScope::detached();
     let policy = Actions::default();
     let b = body("SEKRET-a1b2c3", 2);
-    let first = inspect(Api::OpenAiChat, &b, &det, &policy, &scope).unwrap();
+    let first = inspect_literals(Api::OpenAiChat, &b, &det, &policy, &scope).unwrap();
     let out = first.body.clone().expect("redacted");
     assert!(!out.windows(13).any(|w| w == b"SEKRET-a1b2c3"));
     assert!(
@@ -101,7 +115,7 @@ fn resend_is_replayed_byte_for_byte_without_scanning() {
     let scanned = scans.load(Ordering::Relaxed);
     let (hits, misses) = det.stats();
     for _ in 0..3 {
-        let again = inspect(Api::OpenAiChat, &b, &det, &policy, &scope).unwrap();
+        let again = inspect_literals(Api::OpenAiChat, &b, &det, &policy, &scope).unwrap();
         assert_eq!(again.body.as_deref(), Some(&out[..]), "byte-identical");
         assert_eq!(summary(&again), summary(&first));
         assert_eq!(
@@ -130,13 +144,13 @@ fn another_policy_is_not_replayed_and_a_block_never_is() {
         ..Actions::default()
     };
     assert!(
-        inspect(Api::OpenAiChat, &b, &det, &redact, &scope)
+        inspect_literals(Api::OpenAiChat, &b, &det, &redact, &scope)
             .unwrap()
             .blocked
             .is_none()
     );
     for _ in 0..2 {
-        let i = inspect(Api::OpenAiChat, &b, &det, &block, &scope).unwrap();
+        let i = inspect_literals(Api::OpenAiChat, &b, &det, &block, &scope).unwrap();
         assert!(
             i.blocked.is_some(),
             "the block policy must block every time"
@@ -146,7 +160,7 @@ fn another_policy_is_not_replayed_and_a_block_never_is() {
         dry_run: true,
         ..Actions::default()
     };
-    let i = inspect(Api::OpenAiChat, &b, &det, &dry, &scope).unwrap();
+    let i = inspect_literals(Api::OpenAiChat, &b, &det, &dry, &scope).unwrap();
     assert!(i.body.is_none(), "dry run changes nothing");
     assert!(i.findings.iter().all(|f| !f.applied));
 }
@@ -157,11 +171,11 @@ fn new_rules_are_not_replayed() {
     let policy = Actions::default();
     let b = body("SEKRET-a1b2c3", 2);
     let (old, _) = marker(false);
-    let before = inspect(Api::OpenAiChat, &b, &old, &policy, &scope).unwrap();
+    let before = inspect_literals(Api::OpenAiChat, &b, &old, &policy, &scope).unwrap();
     assert!(before.findings.iter().all(|f| f.rule_id == "marker"));
     // A reload builds a new detector (a new memo id): its rules apply to resent literals.
     let (new, _) = marker(true);
-    let after = inspect(Api::OpenAiChat, &b, &new, &policy, &scope).unwrap();
+    let after = inspect_literals(Api::OpenAiChat, &b, &new, &policy, &scope).unwrap();
     assert!(after.findings.iter().any(|f| f.rule_id == "extra"));
     let text = String::from_utf8(after.body.unwrap()).unwrap();
     assert!(!text.contains("EXTRA-abcdef"));
@@ -257,14 +271,14 @@ fn evicted_placeholders_are_not_replayed() {
     let scope = vault.scope("user:a");
     let policy = Actions::default();
     let b = body("SEKRET-a1b2c3", 2);
-    let first = inspect(Api::OpenAiChat, &b, &det, &policy, &scope).unwrap();
+    let first = inspect_literals(Api::OpenAiChat, &b, &det, &policy, &scope).unwrap();
     let ph = first.findings[0].placeholder.clone().unwrap();
     assert!(scope.lookup(&ph).is_some());
     for i in 0..10 {
         scope.placeholder("OTHER", &format!("value-{i}"));
     }
     assert!(scope.lookup(&ph).is_none(), "evicted");
-    let again = inspect(Api::OpenAiChat, &b, &det, &policy, &scope).unwrap();
+    let again = inspect_literals(Api::OpenAiChat, &b, &det, &policy, &scope).unwrap();
     for f in &again.findings {
         let p = f.placeholder.as_deref().unwrap();
         assert_eq!(scope.lookup(p).unwrap().expose(), "SEKRET-a1b2c3");
