@@ -134,6 +134,8 @@ impl EngineBuilder {
 pub struct Engine {
     rules: Vec<Rule>,
     prefilter: Option<Keywords>,
+    /// Length of the longest keyword.
+    keyword_max: usize,
     /// Keyword (pattern) id -> rule indices.
     keyword_rules: Vec<Vec<u32>>,
     digit_rules: Vec<u32>,
@@ -154,6 +156,8 @@ struct Window {
 const MIN_DIGITS: usize = 7;
 /// Bytes around a digit run searched by numeric rules.
 const DIGIT_MARGIN: usize = 40;
+/// Bytes whose keyword hits are gathered at once (see `scan_windows`).
+const HIT_STRETCH: usize = 64 << 10;
 /// Upper bound on findings per scan (hostile input must not exhaust memory).
 const MAX_FINDINGS: usize = 100_000;
 
@@ -195,9 +199,11 @@ impl Engine {
             Some(Keywords::new(&patterns)?)
         };
         let covert_enabled = covert_rules.map(|r| r.is_some());
+        let keyword_max = patterns.iter().map(String::len).max().unwrap_or(0);
         Ok(Engine {
             rules,
             prefilter,
+            keyword_max,
             keyword_rules,
             digit_rules,
             always_rules,
@@ -239,17 +245,27 @@ impl Engine {
         if let Some(kw) = &self.prefilter {
             // Hits come by end, then start, as Aho-Corasick's overlapping search gave them;
             // `Windows::push` merges in that order, so the windows are as they always were.
+            // Stretch by stretch (hits that *start* in it; it is searched a longest keyword
+            // further), so the hits held at once stay bounded: a hostile text can hold a hit at
+            // every byte, 24 bytes each. Starts only grow from one stretch to the next.
             let mut hits = std::mem::take(&mut table.hits);
-            kw.find(bytes, &mut hits);
-            for h in &hits {
-                for &r in &self.keyword_rules[h.pattern as usize] {
-                    let rule = &self.rules[r as usize];
-                    let w = Window {
-                        start: h.start.saturating_sub(rule.window_before),
-                        end: h.end.saturating_add(rule.window_after).min(bytes.len()),
-                    };
-                    table.push(r, w);
+            let mut from = 0;
+            while from < bytes.len() {
+                let to = (from + HIT_STRETCH).min(bytes.len());
+                let reach = (to + self.keyword_max.saturating_sub(1)).min(bytes.len());
+                kw.find(&bytes[from..reach], &mut hits);
+                for h in hits.iter().filter(|h| from + h.start < to) {
+                    let (start, end) = (from + h.start, from + h.end);
+                    for &r in &self.keyword_rules[h.pattern as usize] {
+                        let rule = &self.rules[r as usize];
+                        let w = Window {
+                            start: start.saturating_sub(rule.window_before),
+                            end: end.saturating_add(rule.window_after).min(bytes.len()),
+                        };
+                        table.push(r, w);
+                    }
                 }
+                from = to;
             }
             table.hits = hits;
         }
@@ -727,6 +743,30 @@ mod tests {
             total += a.len();
         }
         assert!(total > 100, "{total} findings");
+    }
+
+    /// Keyword hits are gathered stretch by stretch: a keyword (and its secret) across a
+    /// stretch boundary, at every offset, is still found, once.
+    #[test]
+    fn keywords_across_hit_stretches() {
+        let engine = Engine::builtin().unwrap();
+        let random = "Zq8T2vLmW4xR9sKp3NbY7cHd1FgJ6u";
+        let token = format!(
+            "ghp_{random}{}",
+            crate::validate::crc32_base62_suffix(random)
+        );
+        for back in 0..token.len() + 2 {
+            let at = HIT_STRETCH - back;
+            let mut text = "x ".repeat(HIT_STRETCH);
+            text.replace_range(at - 1..at + token.len() + 1, &format!(" {token} "));
+            let found: Vec<_> = engine
+                .scan(&text)
+                .into_iter()
+                .filter(|f| f.rule_id.starts_with("github"))
+                .collect();
+            assert_eq!(found.len(), 1, "token at {at}: {found:?}");
+            assert_eq!(found[0].start, at);
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ TARGET=${CARGO_TARGET_DIR:-target}
 PROFILE=${PROFILE:-release}   # PROFILE=dev for a quick (unrepresentative) run
 CONFIG=${CONFIG:-}             # an airlock.toml for the gateway (e.g. one with [audit] enabled = false)
 PIN=${PIN:-0}                 # PIN=1: load generator and mock on CPU 0, the gateway alone on CPU 1
+GATEWAY_BIN=${GATEWAY_BIN:-}  # another build of the gateway example (A/B runs against a copy)
 if [ "$PIN" = 1 ]; then
   ON_LOAD="taskset -c 0"; ON_GW="taskset -c 1"
 else
@@ -31,7 +32,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 cargo build --profile "$PROFILE" -q -p airlock-gateway --example mock_upstream --example gateway
 $ON_LOAD "$BIN/mock_upstream" "$MOCK" 2>/dev/null &
-AIRLOCK_BENCH_CONFIG=$CONFIG $ON_GW "$BIN/gateway" "$GW" "$WORK/data" "openai=http://$MOCK/v1" 2>/dev/null &
+AIRLOCK_BENCH_CONFIG=$CONFIG $ON_GW "${GATEWAY_BIN:-$BIN/gateway}" "$GW" "$WORK/data" "openai=http://$MOCK/v1" 2>/dev/null &
 GW_PID=$!
 sleep 1
 kill -0 "$GW_PID" 2>/dev/null || { echo "the gateway did not start (port $GW in use?)" >&2; exit 1; }
