@@ -3,6 +3,9 @@
 //!   panic; a rewritten body is valid JSON whenever the input was; inspecting it again in the
 //!   same scope (a resend, answered from the scope's literal memory) gives the same body and
 //!   the same findings;
+//! - a second body after a 0xFF byte (never part of valid UTF-8): inspected in the same scope
+//!   after the first, it gives exactly what a full parse and walk give (what the scope remembers
+//!   of the first conversation — `prefix.rs` — changes nothing but the work done);
 //! - `restore_json` over arbitrary response bodies;
 //! - `StreamRestorer` over arbitrary SSE bytes cut at arbitrary points: never a panic, and a
 //!   stream without any placeholder comes out byte for byte.
@@ -11,7 +14,7 @@
 use std::sync::LazyLock;
 
 use airlock_detect::Engine;
-use airlock_wire::{Actions, Api, CachedDetector, StreamRestorer, VaultScope, inspect, restore_json};
+use airlock_wire::{Actions, Api, CachedDetector, Request, StreamRestorer, VaultScope, inspect, restore_json};
 use libfuzzer_sys::fuzz_target;
 
 static DETECTOR: LazyLock<CachedDetector<Engine>> =
@@ -20,19 +23,23 @@ static DETECTOR: LazyLock<CachedDetector<Engine>> =
 const APIS: [Api; 4] = [Api::AnthropicMessages, Api::AnthropicCountTokens, Api::OpenAiChat, Api::OpenAiResponses];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, rest)) = data.split_first() else { return };
+    let Some((&sel, data)) = data.split_first() else { return };
     let api = APIS[(sel & 3) as usize];
     let scope = VaultScope::detached();
     let actions = Actions { pii: airlock_wire::Action::Redact, ..Actions::default() };
+    let (rest, second) = match data.iter().position(|&b| b == 0xFF) {
+        Some(i) => (&data[..i], Some(&data[i + 1..])),
+        None => (data, None),
+    };
+    let ids = |i: &airlock_wire::Inspection| -> Vec<(String, String, bool, Option<String>)> {
+        i.findings
+            .iter()
+            .map(|f| (f.rule_id.clone(), f.location.path.clone(), f.applied, f.placeholder.clone()))
+            .collect()
+    };
     if let Ok(r) = inspect(api, rest, &*DETECTOR, &actions, &scope) {
         let again = inspect(api, rest, &*DETECTOR, &actions, &scope).expect("parsed once, parses again");
         assert_eq!(again.body, r.body, "a resend must give the same bytes");
-        let ids = |i: &airlock_wire::Inspection| -> Vec<(String, String, bool, Option<String>)> {
-            i.findings
-                .iter()
-                .map(|f| (f.rule_id.clone(), f.location.path.clone(), f.applied, f.placeholder.clone()))
-                .collect()
-        };
         assert_eq!(ids(&again), ids(&r), "a resend must give the same findings");
         assert_eq!(again.blocked.is_some(), r.blocked.is_some());
         if let Some(body) = &r.body {
@@ -41,6 +48,15 @@ fuzz_target!(|data: &[u8]| {
             }
             // The rewritten body restores without panicking.
             let _ = restore_json(api, body, &scope);
+        }
+    }
+    if let Some(second) = second {
+        if let Ok(with) = inspect(api, second, &*DETECTOR, &actions, &scope) {
+            let full = Request::parse(second).expect("parsed once, parses again");
+            let fresh = full.inspect(api, &*DETECTOR, &actions, &scope);
+            assert_eq!(with.body, fresh.body, "the remembered conversation changed the bytes");
+            assert_eq!(ids(&with), ids(&fresh), "the remembered conversation changed the findings");
+            assert_eq!(with.blocked, fresh.blocked);
         }
     }
     let _ = restore_json(api, rest, &scope);
