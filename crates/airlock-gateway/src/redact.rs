@@ -2,7 +2,7 @@
 //! request (and kept across reloads), and the response transforms that put original values
 //! back before the agent sees them. The wire-format work itself is `airlock-wire`'s.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use airlock_detect::{DetectConfig, Engine};
@@ -31,8 +31,8 @@ pub const SESSION_HEADERS: &[&str] = &[
 /// the old rules is replayed).
 pub struct Redactor {
     detector: ArcSwap<CachedDetector<Engine>>,
-    /// The `[detection]` table the engine was built from.
-    built_from: Mutex<toml::Table>,
+    /// What the engine in force was built from.
+    built_from: Mutex<Built>,
     pub vault: Vault,
 }
 
@@ -52,9 +52,17 @@ pub struct DetectionError {
     pub message: String,
 }
 
-/// The engine for `config`'s `[detection]`: the built-in rules, the rule files it names
-/// (relative to the config file), its custom markers, minus what it disables.
-pub fn engine_for(config: &Config) -> Result<Engine, DetectionError> {
+/// What an engine is built from: the `[detection]` table and the text of every rule file it
+/// names (a security team edits a rule file without touching `airlock.toml`).
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Built {
+    table: toml::Table,
+    rule_files: Vec<(PathBuf, String)>,
+}
+
+/// `config`'s `[detection]`, checked, and the rule files it names (relative to the config
+/// file), read.
+fn detection_inputs(config: &Config) -> Result<(DetectConfig, Built), DetectionError> {
     let err = |message: String| DetectionError {
         origin: config.origin.clone(),
         message,
@@ -66,7 +74,7 @@ pub fn engine_for(config: &Config) -> Result<Engine, DetectionError> {
     let base = Path::new(&config.origin)
         .parent()
         .filter(|_| config.origin != "<embedded>");
-    let mut b = Engine::builder().with_builtin();
+    let mut rule_files = Vec::with_capacity(cfg.rule_files.len());
     for f in &cfg.rule_files {
         let path = match base {
             Some(d) if f.is_relative() => d.join(f),
@@ -74,21 +82,56 @@ pub fn engine_for(config: &Config) -> Result<Engine, DetectionError> {
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| err(format!("rule_files: {}: {e}", path.display())))?;
-        b = b.add_rules_toml(&text, &path.display().to_string());
+        rule_files.push((path, text));
+    }
+    let built = Built {
+        table: config.detection.clone(),
+        rule_files,
+    };
+    Ok((cfg, built))
+}
+
+fn build_engine(
+    config: &Config,
+    cfg: &DetectConfig,
+    built: &Built,
+) -> Result<Engine, DetectionError> {
+    let mut b = Engine::builder().with_builtin();
+    for (path, text) in &built.rule_files {
+        b = b.add_rules_toml(text, &path.display().to_string());
     }
     b.custom(&cfg.custom)
         .disable(&cfg.disable)
         .strict_disable(true)
         .build()
-        .map_err(|e| err(e.to_string()))
+        .map_err(|e| DetectionError {
+            origin: config.origin.clone(),
+            message: e.to_string(),
+        })
+}
+
+/// The engine for `config`'s `[detection]`: the built-in rules, the rule files it names
+/// (relative to the config file), its custom markers, minus what it disables.
+pub fn engine_for(config: &Config) -> Result<Engine, DetectionError> {
+    let (cfg, built) = detection_inputs(config)?;
+    build_engine(config, &cfg, &built)
+}
+
+/// An engine built by [`Redactor::prepare`], with what it was built from.
+pub struct Prepared {
+    engine: Engine,
+    built: Built,
 }
 
 impl Redactor {
     /// The engine for `config`'s `[detection]` and an empty vault.
     pub fn new(config: &Config) -> Result<Redactor, DetectionError> {
+        let (cfg, built) = detection_inputs(config)?;
         Ok(Redactor {
-            detector: ArcSwap::from_pointee(CachedDetector::new(engine_for(config)?)),
-            built_from: Mutex::new(config.detection.clone()),
+            detector: ArcSwap::from_pointee(CachedDetector::new(build_engine(
+                config, &cfg, &built,
+            )?)),
+            built_from: Mutex::new(built),
             vault: Vault::default(),
         })
     }
@@ -98,20 +141,36 @@ impl Redactor {
         self.detector.load_full()
     }
 
-    /// The engine `config` needs, when its `[detection]` differs from the one in force (built
-    /// here, swapped in by [`Redactor::install`] once the whole configuration is accepted).
-    pub fn prepare(&self, config: &Config) -> Result<Option<Engine>, DetectionError> {
-        let same = *self.built_from.lock().unwrap_or_else(|e| e.into_inner()) == config.detection;
-        if same {
+    /// The rule files the engine in force was built from (watched for changes).
+    pub fn rule_files(&self) -> Vec<PathBuf> {
+        self.built()
+            .rule_files
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    fn built(&self) -> std::sync::MutexGuard<'_, Built> {
+        self.built_from.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The engine `config` needs, when its `[detection]` or the text of a rule file it names
+    /// differs from what the engine in force was built from (built here, swapped in by
+    /// [`Redactor::install`] once the whole configuration is accepted).
+    pub fn prepare(&self, config: &Config) -> Result<Option<Prepared>, DetectionError> {
+        let (cfg, built) = detection_inputs(config)?;
+        if *self.built() == built {
             return Ok(None);
         }
-        engine_for(config).map(Some)
+        let engine = build_engine(config, &cfg, &built)?;
+        Ok(Some(Prepared { engine, built }))
     }
 
     /// Puts an engine from [`Redactor::prepare`] in force.
-    pub fn install(&self, engine: Engine, config: &Config) {
-        self.detector.store(Arc::new(CachedDetector::new(engine)));
-        *self.built_from.lock().unwrap_or_else(|e| e.into_inner()) = config.detection.clone();
+    pub fn install(&self, prepared: Prepared) {
+        self.detector
+            .store(Arc::new(CachedDetector::new(prepared.engine)));
+        *self.built() = prepared.built;
     }
 }
 

@@ -281,8 +281,8 @@ impl Gateway {
         match result {
             Ok((rt, engine)) => {
                 if let Some(engine) = engine {
-                    self.redactor.install(engine, &rt.config);
-                    tracing::info!("[detection] changed: detection engine rebuilt");
+                    self.redactor.install(engine);
+                    tracing::info!("[detection] or a rule file changed: detection engine rebuilt");
                 }
                 if rt.listen != self.listen {
                     tracing::warn!(old = %self.listen, new = %rt.listen, "server.listen changed: takes effect after a restart");
@@ -453,7 +453,13 @@ async fn watch(gw: Arc<Gateway>) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let config_path = gw.source.path.clone();
-    let mut config_stamp = config_path.as_deref().and_then(mtime);
+    // The config file and the rule files the engine in force was built from.
+    let stamp = |gw: &Gateway| -> Vec<Option<(SystemTime, u64)>> {
+        let mut v = vec![config_path.as_deref().and_then(mtime)];
+        v.extend(gw.redactor.rule_files().iter().map(|p| mtime(p)));
+        v
+    };
+    let mut config_stamp = stamp(&gw);
     let mut keys_stamp = store_stamp(&gw.data_dir);
     let mut tick = tokio::time::interval(RELOAD_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -474,16 +480,18 @@ async fn watch(gw: Arc<Gateway>) {
                 if let Err(e) = gw.reload_keys() {
                     tracing::error!(error = %e, "cannot reload keys; the previous ones stay in force");
                 }
-                config_stamp = config_path.as_deref().and_then(mtime);
+                config_stamp = stamp(&gw);
                 keys_stamp = store_stamp(&gw.data_dir);
             }
             _ = tick.tick() => {
-                let now = config_path.as_deref().and_then(mtime);
+                let now = stamp(&gw);
                 if now != config_stamp {
-                    config_stamp = now;
-                    if now.is_some() {
+                    // A config file that vanished is not a new configuration.
+                    if now[0].is_some() {
                         reload_off_workers(&gw).await;
                     }
+                    // Read again: the reload may have put other rule files in force.
+                    config_stamp = stamp(&gw);
                 }
                 let k = store_stamp(&gw.data_dir);
                 if k != keys_stamp {

@@ -308,3 +308,78 @@ async fn detection_table_is_applied_and_reloaded() {
     let sent = ask(&gw, &mock).await;
     assert!(!sent.contains("Redwing"), "{sent}");
 }
+
+/// A rule file named by `[detection] rule_files` is watched: editing it (and only it) puts the
+/// new rules in force without a restart or SIGHUP; an edit that does not compile is refused and
+/// the rules in force stay.
+#[tokio::test]
+async fn rule_file_edits_are_picked_up() {
+    async fn ask(gw: &Gw, mock: &Mock) -> String {
+        let body = r#"{"model":"gpt-5","messages":[{"role":"user","content":"deploy with ACME-7Q2W9E4R and ZETA-5T8Y1U3I"}]}"#;
+        let (s, _, b) = send(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[JSON, ("user-agent", "QwenCode/0.24.4 (linux; x64)")],
+            body,
+        )
+        .await;
+        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+        String::from_utf8(mock.last().body.to_vec()).unwrap()
+    }
+    let rule = |prefix: &str| {
+        format!(
+            r#"[[rule]]
+id = "company-deploy-token"
+category = "secret"
+description = "Deploy tokens of our build system."
+pattern = '''\b(?P<value>{prefix}-[A-Z0-9]{{8}})\b'''
+keywords = ["{prefix}-"]
+severity = "high"
+confidence = "high"
+label = "DEPLOY_TOKEN"
+examples = ["token «{prefix}-7Q2W9E4R»"]
+negative_examples = ["{prefix}-short"]
+"#
+        )
+    };
+    let mock = Mock::start().await;
+    let first = rule("ACME");
+    let gw = start_gateway_with(
+        &base_config(
+            mock.addr,
+            "\n[detection]\nrule_files = [\"deploy-rules.toml\"]\n",
+        ),
+        |data| std::fs::write(data.parent().unwrap().join("deploy-rules.toml"), &first).unwrap(),
+    )
+    .await;
+    let rules_path = gw.config_path.parent().unwrap().join("deploy-rules.toml");
+    let sent = ask(&gw, &mock).await;
+    assert!(
+        !sent.contains("ACME-7Q2W9E4R") && sent.contains("ZETA-5T8Y1U3I"),
+        "{sent}"
+    );
+
+    // Only the rule file changes (a different size, so the change is seen whatever the clock's
+    // resolution); the gateway's file watch rebuilds the engine within a poll or two.
+    std::fs::write(&rules_path, rule("ZETA") + "\n# edited\n").unwrap();
+    let mut sent = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        sent = ask(&gw, &mock).await;
+        if !sent.contains("ZETA-5T8Y1U3I") {
+            break;
+        }
+    }
+    assert!(
+        sent.contains("ACME-7Q2W9E4R") && !sent.contains("ZETA-5T8Y1U3I"),
+        "{sent}"
+    );
+
+    // A rule file that does not compile is refused by name; the rules in force stay.
+    std::fs::write(&rules_path, "[[rule]]\nid = \"broken\"\n").unwrap();
+    let e = gw.gateway.reload().unwrap_err().to_string();
+    assert!(e.contains("deploy-rules.toml"), "{e}");
+    let sent = ask(&gw, &mock).await;
+    assert!(!sent.contains("ZETA-5T8Y1U3I"), "{sent}");
+}
