@@ -39,6 +39,11 @@ pub enum RecordKind {
     /// Someone read the audit log over the gateway's admin endpoints (`api` names the
     /// endpoint, `decision_reason` the query string, `decision` whether it was let in).
     Admin,
+    /// Written by the gateway in place of one record per refused request when one client
+    /// address sends more requests without a valid key than are recorded one by one:
+    /// `lost_records` of them (refused with `status`, on `api`) from `client_addr` since its
+    /// previous record of this kind. Never a silent drop.
+    Throttled,
 }
 
 impl RecordKind {
@@ -47,6 +52,7 @@ impl RecordKind {
             RecordKind::Exchange => "exchange",
             RecordKind::Overflow => "overflow",
             RecordKind::Admin => "admin",
+            RecordKind::Throttled => "throttled",
         }
     }
 }
@@ -217,7 +223,8 @@ pub struct AuditRecord {
     pub response_bytes: u64,
     pub request_body: Option<BodyCapture>,
     pub response_body: Option<BodyCapture>,
-    /// Overflow markers only: how many records could not be queued.
+    /// Overflow markers: how many records could not be queued. Throttle summaries: how many
+    /// refused requests they stand for.
     pub lost_records: Option<u64>,
     /// Hash (hex SHA-256) of the previous record, or of the pruning anchor.
     #[serde(default)]
@@ -290,6 +297,28 @@ impl AuditRecord {
         } else {
             format!("query: {query}")
         });
+        r
+    }
+
+    /// The summary the gateway writes instead of `count` records of requests refused (with
+    /// `status`) because they carried no valid key, from one client address.
+    pub fn throttled(
+        time: OffsetDateTime,
+        client_addr: String,
+        what: &str,
+        status: u16,
+        count: u64,
+    ) -> AuditRecord {
+        let mut r = AuditRecord::new(time, "");
+        r.kind = RecordKind::Throttled;
+        r.client_addr = Some(client_addr);
+        r.api = Some(what.to_string());
+        r.status = Some(status);
+        r.decision = Some(Decision::Denied);
+        r.decision_reason = Some(format!(
+            "{count} request(s) without a valid key from this address, refused and not recorded one by one"
+        ));
+        r.lost_records = Some(count);
         r
     }
 

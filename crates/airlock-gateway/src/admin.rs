@@ -76,7 +76,9 @@ pub async fn handle<B>(
     peer: std::net::SocketAddr,
 ) -> Response<GatewayBody> {
     if let Err(msg) = gw.admin_allowed(req.headers()) {
-        record_access(gw, request_id, peer, req, StatusCode::UNAUTHORIZED).await;
+        if gw.record_refusal(peer.ip(), "admin", StatusCode::UNAUTHORIZED.as_u16()) {
+            record_access(gw, request_id, peer, req, StatusCode::UNAUTHORIZED).await;
+        }
         return error(StatusCode::UNAUTHORIZED, msg.trim_end());
     }
     let Some(audit) = gw.audit().cloned() else {

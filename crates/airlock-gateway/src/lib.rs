@@ -30,6 +30,7 @@ pub mod redact;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+pub mod throttle;
 pub mod tls;
 pub mod upstream;
 

@@ -131,6 +131,8 @@ pub struct Exchange {
     recorded: bool,
     /// The audit log was on but refused the record (queue full or closed).
     audit_lost: bool,
+    /// Counted for a `throttled` summary instead of recorded (see `throttle`).
+    throttled: bool,
 }
 
 impl Exchange {
@@ -167,6 +169,7 @@ impl Exchange {
             observed: Observed::default(),
             recorded: false,
             audit_lost: false,
+            throttled: false,
         }
     }
 
@@ -231,6 +234,10 @@ impl Exchange {
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
         });
+        if self.throttled {
+            // Counted for a summary record (and its log line); not one line per request.
+            return None;
+        }
         tracing::info!(
             request_id = %self.id,
             api = self.api,
@@ -431,6 +438,13 @@ pub async fn handle(
             ex.status = reject.kind.status().as_u16();
             ex.error_source = Some(reject.kind.cause().as_str());
             ex.outcome = Outcome::Complete;
+            // Without a valid key: recorded one by one only within an allowance per address
+            // (`throttle`), counted otherwise.
+            if reject.kind == ErrorKind::Authentication
+                && !gw.record_refusal(peer.ip(), ex.api, ex.status)
+            {
+                ex.throttled = true;
+            }
             if reject.kind.cause() != api::Cause::Client {
                 tracing::warn!(request_id = %ex.id, upstream = ex.upstream.as_deref().unwrap_or("-"), error = %reject.message, "request failed");
             }

@@ -22,6 +22,7 @@ use crate::keys::{KeyError, KeySnapshot, KeyStore, store_stamp};
 use crate::metrics::Metrics;
 use crate::pipeline::handle;
 use crate::redact::Redactor;
+use crate::throttle::Throttle;
 use airlock_audit::{AuditLog, AuditOptions, PriceTable, Retention};
 use airlock_policy::{AuditConfig, AuditOverflow};
 
@@ -98,6 +99,8 @@ pub struct Gateway {
     body_budget: BodyBudget,
     /// `server.tls_cert`/`tls_key`, loaded at start.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Refused requests without a valid key recorded one by one ([`crate::throttle`]).
+    throttle: Throttle,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -161,7 +164,37 @@ impl Gateway {
             audit,
             audit_fail_closed,
             pricing,
+            throttle: Throttle::default(),
         }))
+    }
+
+    /// Whether a request refused for want of a valid key (`what`: the API family or admin
+    /// endpoint, `status`) gets its own audit record, or is counted for a `throttled` summary.
+    pub fn record_refusal(&self, ip: std::net::IpAddr, what: &'static str, status: u16) -> bool {
+        self.audit.is_none()
+            || self
+                .throttle
+                .record(ip, what, status, std::time::Instant::now())
+    }
+
+    /// Writes what [`Gateway::record_refusal`] counted as `throttled` audit records (queued,
+    /// not awaited).
+    pub fn write_throttled(&self) {
+        let pending = self.throttle.take(std::time::Instant::now());
+        let Some(audit) = &self.audit else { return };
+        for p in pending {
+            tracing::warn!(client = %p.source, api = p.what, status = p.status, count = p.count, "requests without a valid key refused; counted in one audit record");
+            let rec = airlock_audit::AuditRecord::throttled(
+                time::OffsetDateTime::now_utc(),
+                p.source.to_string(),
+                p.what,
+                p.status,
+                p.count,
+            );
+            if let Err(e) = audit.submit(rec) {
+                tracing::warn!(error = %e, "throttled-requests record not queued");
+            }
+        }
     }
 
     /// The in-flight request-body budget ([`crate::budget`]).
@@ -401,6 +434,7 @@ impl Gateway {
         }
         self.ready.store(false, Ordering::Relaxed);
         watcher.abort();
+        self.write_throttled();
         drop(listener);
         tracing::info!("shutting down: waiting for in-flight requests");
         if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
@@ -462,6 +496,7 @@ async fn watch(gw: Arc<Gateway>) {
     let mut config_stamp = stamp(&gw);
     let mut keys_stamp = store_stamp(&gw.data_dir);
     let mut tick = tokio::time::interval(RELOAD_POLL);
+    let mut summarised = std::time::Instant::now();
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         #[cfg(unix)]
@@ -484,6 +519,10 @@ async fn watch(gw: Arc<Gateway>) {
                 keys_stamp = store_stamp(&gw.data_dir);
             }
             _ = tick.tick() => {
+                if summarised.elapsed() >= crate::throttle::SUMMARY_EVERY {
+                    summarised = std::time::Instant::now();
+                    gw.write_throttled();
+                }
                 let now = stamp(&gw);
                 if now != config_stamp {
                     // A config file that vanished is not a new configuration.

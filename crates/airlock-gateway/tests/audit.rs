@@ -805,3 +805,59 @@ async fn usage_is_read_from_compressed_answers() {
         }
     }
 }
+
+/// A client without a valid key cannot make the gateway commit one record per request: beyond
+/// an allowance per address its refusals are counted and written as one `throttled` record,
+/// so every refused request is still accounted for, and the chain verifies.
+#[tokio::test]
+async fn refusals_without_a_valid_key_are_recorded_within_an_allowance_then_counted() {
+    let mock = Mock::start().await;
+    let with_key = |data: &std::path::Path| {
+        airlock_gateway::KeyStore::open(data)
+            .unwrap()
+            .create("alice", None)
+            .unwrap();
+    };
+    let mut gw = start_gateway_with(&base_config(mock.addr, POLICY), with_key).await;
+    let data = gw.data_dir();
+    const SENT: u64 = 60;
+    for _ in 0..SENT {
+        let (status, _, _) = send(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[JSON, ("x-api-key", "al-not-a-real-key")],
+            r#"{"model":"gpt-5","messages":[]}"#,
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    gw.stop().await; // writes what was counted
+
+    let report = verify_dir(&data, &[], None).expect("verify runs");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let store = SqliteStore::open_existing(&data).unwrap();
+    let records = query(&store, &AuditFilter::default()).unwrap();
+    let one_by_one = records
+        .iter()
+        .filter(|r| r.kind == airlock_audit::RecordKind::Exchange && r.status == Some(401))
+        .count() as u64;
+    let throttled: Vec<_> = records
+        .iter()
+        .filter(|r| r.kind == airlock_audit::RecordKind::Throttled)
+        .collect();
+    assert!(
+        (airlock_gateway::throttle::BURST as u64..SENT).contains(&one_by_one),
+        "{one_by_one} recorded one by one"
+    );
+    assert_eq!(throttled.len(), 1, "{throttled:?}");
+    let t = throttled[0];
+    assert_eq!(t.client_addr.as_deref(), Some("127.0.0.1"));
+    assert_eq!(t.status, Some(401));
+    assert_eq!(t.decision, Some(Decision::Denied));
+    assert_eq!(
+        one_by_one + t.lost_records.unwrap(),
+        SENT,
+        "every refusal accounted for"
+    );
+}

@@ -334,6 +334,11 @@ fn write_table(out: &mut dyn Write, recs: &[AuditRecord], color: bool) -> anyhow
                 "{} record(s) lost to a full queue",
                 r.lost_records.unwrap_or(0)
             )
+        } else if r.kind == airlock_audit::RecordKind::Throttled {
+            format!(
+                "{} refused request(s) without a valid key, counted",
+                r.lost_records.unwrap_or(0)
+            )
         } else if r.findings.is_empty() {
             "-".into()
         } else {
