@@ -172,6 +172,8 @@ pub struct StreamStats {
     pub rewritten: u64,
     pub synthesized: u64,
     pub oversize: u64,
+    /// Bytes searched for line ends (about the stream's length, however it is cut).
+    pub searched: u64,
 }
 
 /// Restores placeholders in an upstream SSE stream of `api`; also collects token usage.
@@ -180,6 +182,9 @@ pub struct StreamRestorer {
     scope: VaultScope,
     buf: Vec<u8>,
     line_start: usize,
+    /// How far the buffer was searched for an end of line: a long line arriving in small
+    /// pieces is searched once, not once per piece (that was quadratic in the line's length).
+    scanned: usize,
     oversize: bool,
     max_event: usize,
     pending: Vec<Pending>,
@@ -206,6 +211,7 @@ impl StreamRestorer {
             scope,
             buf: Vec::new(),
             line_start: 0,
+            scanned: 0,
             oversize: false,
             max_event: DEFAULT_MAX_EVENT_BYTES,
             pending: Vec::new(),
@@ -240,11 +246,22 @@ impl StreamRestorer {
         self.buf.extend_from_slice(chunk);
         let buf = std::mem::take(&mut self.buf);
         let mut consumed = 0;
-        while let Some(off) = memchr::memchr2(b'\n', b'\r', &buf[self.line_start..]) {
-            let eol = self.line_start + off;
+        loop {
+            let from = self.line_start.max(self.scanned);
+            let found = memchr::memchr2(b'\n', b'\r', &buf[from..]);
+            self.stats.searched += found.map_or(buf.len() - from, |o| o + 1) as u64;
+            let Some(off) = found else {
+                self.scanned = buf.len();
+                break;
+            };
+            let eol = from + off;
             let tl = if buf[eol] == b'\r' {
                 match buf.get(eol + 1) {
-                    None => break, // might be the first half of "\r\n"
+                    None => {
+                        // Might be the first half of "\r\n": looked at again with more bytes.
+                        self.scanned = eol;
+                        break;
+                    }
                     Some(b'\n') => 2,
                     Some(_) => 1,
                 }
@@ -291,6 +308,7 @@ impl StreamRestorer {
         let mut buf = buf;
         buf.drain(..consumed);
         self.line_start -= consumed;
+        self.scanned = self.scanned.saturating_sub(consumed);
         self.buf = buf;
     }
 
@@ -299,6 +317,7 @@ impl StreamRestorer {
         let mut out = Vec::new();
         let rest = std::mem::take(&mut self.buf);
         self.line_start = 0;
+        self.scanned = 0;
         if !rest.is_empty() {
             if self.oversize {
                 out.extend_from_slice(&rest);
