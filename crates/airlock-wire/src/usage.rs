@@ -40,13 +40,50 @@ struct Inner {
     usage: Option<RawUsage>,
 }
 
+/// Gemini's `usageMetadata` (`generateContent`, and each `streamGenerateContent` chunk with
+/// running totals). `promptTokenCount` includes the cached tokens; `candidatesTokenCount`
+/// excludes the thinking tokens, which are billed as output.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GeminiUsage {
+    prompt_token_count: Option<u64>,
+    candidates_token_count: Option<u64>,
+    cached_content_token_count: Option<u64>,
+    thoughts_token_count: Option<u64>,
+}
+
+impl From<GeminiUsage> for RawUsage {
+    fn from(g: GeminiUsage) -> RawUsage {
+        let output = match (g.candidates_token_count, g.thoughts_token_count) {
+            (None, None) => None,
+            (c, t) => Some(c.unwrap_or(0).saturating_add(t.unwrap_or(0))),
+        };
+        RawUsage {
+            prompt_tokens: g.prompt_token_count,
+            completion_tokens: output,
+            prompt_tokens_details: Some(Details {
+                cached_tokens: g.cached_content_token_count,
+                reasoning_tokens: None,
+            }),
+            completion_tokens_details: Some(Details {
+                cached_tokens: None,
+                reasoning_tokens: g.thoughts_token_count,
+            }),
+            ..RawUsage::default()
+        }
+    }
+}
+
 /// Top-level `usage` (JSON responses, Chat final chunk, Anthropic `message_delta`),
-/// `message.usage` (Anthropic `message_start`) or `response.usage` (Responses `response.completed`).
+/// `message.usage` (Anthropic `message_start`), `response.usage` (Responses
+/// `response.completed`) or `usageMetadata` (Gemini).
 #[derive(Deserialize)]
 struct Envelope {
     usage: Option<RawUsage>,
     message: Option<Inner>,
     response: Option<Inner>,
+    #[serde(rename = "usageMetadata")]
+    usage_metadata: Option<GeminiUsage>,
 }
 
 impl Usage {
@@ -106,14 +143,23 @@ impl UsageAccumulator {
     /// Feed one JSON document: a whole response body or one SSE event's `data`.
     /// Anything that is not JSON or carries no usage is ignored.
     pub fn feed_json(&mut self, data: &[u8]) {
-        if memchr::memmem::find(data, b"\"usage\"").is_none() {
+        // `"usage"` or Gemini's `"usageMetadata"`.
+        if memchr::memmem::find(data, b"\"usage").is_none() {
             return;
         }
-        if let Ok(env) = serde_json::from_slice::<Envelope>(data) {
+        // Gemini's `streamGenerateContent` without `alt=sse` answers one JSON array of chunks.
+        let envelopes = match data.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => serde_json::from_slice::<Vec<Envelope>>(data).unwrap_or_default(),
+            _ => serde_json::from_slice::<Envelope>(data)
+                .map(|e| vec![e])
+                .unwrap_or_default(),
+        };
+        for env in envelopes {
             for u in [
                 env.usage,
                 env.message.and_then(|m| m.usage),
                 env.response.and_then(|r| r.usage),
+                env.usage_metadata.map(RawUsage::from),
             ]
             .into_iter()
             .flatten()
@@ -139,6 +185,28 @@ impl UsageAccumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gemini_usage_metadata() {
+        // generateContent: one object.
+        let u = Usage::from_json(br#"{"candidates":[{"content":{"parts":[{"text":"hi"}]}}],"usageMetadata":{"promptTokenCount":120,"candidatesTokenCount":30,"cachedContentTokenCount":100,"thoughtsTokenCount":12,"totalTokenCount":162}}"#);
+        assert_eq!(u.input_tokens, Some(120));
+        assert_eq!(u.output_tokens, Some(42));
+        assert_eq!(u.cache_read_tokens, Some(100));
+        assert_eq!(u.reasoning_tokens, Some(12));
+        // streamGenerateContent without alt=sse: an array of chunks with running totals.
+        let u = Usage::from_json(br#"[{"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":1}},{"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":9}}]"#);
+        assert_eq!((u.input_tokens, u.output_tokens), (Some(7), Some(9)));
+        // alt=sse: one chunk per event, the last totals win.
+        let mut acc = UsageAccumulator::new();
+        acc.feed_sse(b"data: {\"usageMetadata\":{\"promptTokenCount\":5,\"candidatesTokenCount\":2}}\r\n\r\ndata: {\"usageMetadata\":{\"promptTokenCount\":5,\"candidatesTokenCount\":8}}\r\n\r\n");
+        assert_eq!(
+            (acc.usage().input_tokens, acc.usage().output_tokens),
+            (Some(5), Some(8))
+        );
+        // An array that is not usage at all is ignored.
+        assert!(Usage::from_json(br#"["usage", 1]"#).is_empty());
+    }
 
     #[test]
     fn each_api() {
