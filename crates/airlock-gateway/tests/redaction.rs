@@ -258,17 +258,12 @@ async fn redaction_override_for_an_unknown_tool_is_a_config_error() {
 #[tokio::test]
 async fn detection_table_is_applied_and_reloaded() {
     async fn ask(gw: &Gw, mock: &Mock) -> String {
-        let body = r#"{"model":"gpt-5","messages":[{"role":"user","content":"Ship project Bluebird and project Redwing on Monday"}]}"#;
-        let (s, _, b) = send(
-            gw.addr,
-            "POST",
-            "/v1/chat/completions",
-            &[JSON, ("user-agent", "QwenCode/0.24.4 (linux; x64)")],
-            body,
+        sent_upstream(
+            gw,
+            mock,
+            "Ship project Bluebird and project Redwing on Monday",
         )
-        .await;
-        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-        String::from_utf8(mock.last().body.to_vec()).unwrap()
+        .await
     }
     let mock = Mock::start().await;
     let addr = mock.addr;
@@ -315,17 +310,7 @@ async fn detection_table_is_applied_and_reloaded() {
 #[tokio::test]
 async fn rule_file_edits_are_picked_up() {
     async fn ask(gw: &Gw, mock: &Mock) -> String {
-        let body = r#"{"model":"gpt-5","messages":[{"role":"user","content":"deploy with ACME-7Q2W9E4R and ZETA-5T8Y1U3I"}]}"#;
-        let (s, _, b) = send(
-            gw.addr,
-            "POST",
-            "/v1/chat/completions",
-            &[JSON, ("user-agent", "QwenCode/0.24.4 (linux; x64)")],
-            body,
-        )
-        .await;
-        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-        String::from_utf8(mock.last().body.to_vec()).unwrap()
+        sent_upstream(gw, mock, "deploy with ACME-7Q2W9E4R and ZETA-5T8Y1U3I").await
     }
     let rule = |prefix: &str| {
         format!(
@@ -382,4 +367,20 @@ negative_examples = ["{prefix}-short"]
     assert!(e.contains("deploy-rules.toml"), "{e}");
     let sent = ask(&gw, &mock).await;
     assert!(!sent.contains("ZETA-5T8Y1U3I"), "{sent}");
+}
+
+/// Sends one Chat request with `content` as Qwen Code and returns the body the upstream got.
+async fn sent_upstream(gw: &Gw, mock: &Mock, content: &str) -> String {
+    let body =
+        serde_json::json!({"model": "gpt-5", "messages": [{"role": "user", "content": content}]});
+    let (s, _, b) = send(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, ("user-agent", "QwenCode/0.24.4 (linux; x64)")],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    String::from_utf8(mock.last().body.to_vec()).unwrap()
 }

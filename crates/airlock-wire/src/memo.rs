@@ -46,19 +46,7 @@ pub(crate) struct Memo {
 impl Memo {
     /// Approximate heap bytes held (strings and fixed overheads).
     fn cost(&self) -> usize {
-        let f: usize = self
-            .findings
-            .iter()
-            .map(|f| {
-                128 + f.rule_id.len()
-                    + f.severity.len()
-                    + f.label.len()
-                    + f.preview.len()
-                    + f.fingerprint.len()
-                    + f.location.path.len()
-                    + f.placeholder.as_ref().map_or(0, String::len)
-            })
-            .sum();
+        let f: usize = self.findings.iter().map(crate::prefix::finding_cost).sum();
         let e: usize = self.edits.iter().map(|(_, _, t)| 48 + t.len()).sum();
         let p: usize = self.placeholders.iter().map(|p| 32 + p.len()).sum();
         128 + self.loc.path.len() + f + e + p

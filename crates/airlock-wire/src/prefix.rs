@@ -103,6 +103,7 @@ impl Prefix {
     }
 }
 
+/// Approximate heap bytes of a remembered finding (here and in the literal memory).
 pub(crate) fn finding_cost(f: &Finding) -> usize {
     128 + f.rule_id.len()
         + f.severity.len()

@@ -85,20 +85,6 @@ fn inspect_literals(
     Ok(Request::parse(body)?.inspect(api, det, actions, scope))
 }
 
-fn summary(i: &Inspection) -> Vec<(String, String, bool, Option<String>)> {
-    i.findings
-        .iter()
-        .map(|f| {
-            (
-                f.rule_id.clone(),
-                f.location.path.clone(),
-                f.applied,
-                f.placeholder.clone(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn resend_is_replayed_byte_for_byte_without_scanning() {
     let (det, scans) = marker(false);

@@ -92,20 +92,6 @@ fn turns(capture_name: &str, api: Api, count: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn summary(i: &Inspection) -> Vec<(String, String, bool, Option<String>)> {
-    i.findings
-        .iter()
-        .map(|f| {
-            (
-                f.rule_id.clone(),
-                f.location.path.clone(),
-                f.applied,
-                f.placeholder.clone(),
-            )
-        })
-        .collect()
-}
-
 /// A fresh inspection in the same scope (same placeholders): an uncached engine, a full parse.
 fn fresh(api: Api, body: &[u8], actions: &Actions, scope: &VaultScope) -> Inspection {
     Request::parse(body)

@@ -69,6 +69,21 @@ pub fn dirty_claude_body() -> String {
     format!("{}{lit}{}", &base[..at], &base[at..])
 }
 
+/// What identifies each finding of an inspection (rule, location, applied, placeholder).
+pub fn summary(i: &airlock_wire::Inspection) -> Vec<(String, String, bool, Option<String>)> {
+    i.findings
+        .iter()
+        .map(|f| {
+            (
+                f.rule_id.clone(),
+                f.location.path.clone(),
+                f.applied,
+                f.placeholder.clone(),
+            )
+        })
+        .collect()
+}
+
 pub fn secret_values() -> Vec<String> {
     vec![
         AWS_KEY_ID.into(),
