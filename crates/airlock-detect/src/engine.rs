@@ -6,6 +6,7 @@ use std::sync::Arc;
 use regex_automata::Input;
 
 use crate::covert;
+use crate::gate::DigitGate;
 use crate::keywords::{Hit, Keywords};
 use crate::rules::{self, Anchor, Rule, RuleDef};
 use crate::validate::{self, Verdict};
@@ -139,6 +140,10 @@ pub struct Engine {
     /// Keyword (pattern) id -> rule indices.
     keyword_rules: Vec<Vec<u32>>,
     digit_rules: Vec<u32>,
+    /// Which numeric rules can match in a digit window (see `gate.rs`), and for each of
+    /// `digit_rules` its bit in the gate's answer (`None`: not gated, always searched).
+    digit_gate: Option<DigitGate>,
+    digit_gate_bits: Vec<Option<u32>>,
     always_rules: Vec<u32>,
     /// Detector index -> rule index.
     covert_rules: [Option<u32>; 6],
@@ -198,6 +203,12 @@ impl Engine {
         } else {
             Some(Keywords::new(&patterns)?)
         };
+        let digit_patterns: Vec<&str> = digit_rules
+            .iter()
+            .map(|&r| rules[r as usize].pattern.as_deref().unwrap_or(""))
+            .collect();
+        let (digit_gate, digit_gate_bits) = DigitGate::new(&digit_patterns);
+
         let covert_enabled = covert_rules.map(|r| r.is_some());
         let keyword_max = patterns.iter().map(String::len).max().unwrap_or(0);
         Ok(Engine {
@@ -206,6 +217,8 @@ impl Engine {
             keyword_max,
             keyword_rules,
             digit_rules,
+            digit_gate,
+            digit_gate_bits,
             always_rules,
             covert_rules,
             covert_enabled,
@@ -270,15 +283,35 @@ impl Engine {
             table.hits = hits;
         }
         if !self.digit_rules.is_empty() {
+            // The windows around digit runs, merged as each rule's list would merge them; then
+            // each goes to the rules that can match in it.
+            let mut merged = std::mem::take(&mut table.digit_windows);
             digit_runs(bytes, |s, e| {
                 let w = Window {
                     start: s.saturating_sub(DIGIT_MARGIN),
                     end: (e + DIGIT_MARGIN).min(bytes.len()),
                 };
-                for &r in &self.digit_rules {
-                    table.push(r, w);
+                match merged.last_mut() {
+                    Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
+                    _ => merged.push(w),
                 }
             });
+            for &w in &merged {
+                let mask = self
+                    .digit_gate
+                    .as_ref()
+                    .and_then(|g| g.matches(bytes, w.start, w.end));
+                for (&r, bit) in self.digit_rules.iter().zip(&self.digit_gate_bits) {
+                    if let (Some(mask), Some(bit)) = (mask, bit)
+                        && mask & (1 << bit) == 0
+                    {
+                        continue;
+                    }
+                    table.push(r, w);
+                }
+            }
+            merged.clear();
+            table.digit_windows = merged;
         }
         for &r in &self.always_rules {
             table.whole(r, bytes.len());
@@ -527,9 +560,12 @@ impl LinePos {
             // Findings are sorted, but be safe: restart.
             *self = LinePos::default();
         }
-        for nl in memchr::memchr_iter(b'\n', &bytes[self.pos..at]) {
-            self.line += 1;
-            self.line_start = self.pos + nl + 1;
+        // A count the compiler vectorises, and one search back for the line start: source
+        // code has a newline every few dozen bytes, and a search per newline cost more.
+        let gap = &bytes[self.pos..at];
+        if let Some(last) = memchr::memrchr(b'\n', gap) {
+            self.line = self.line.saturating_add(count_newlines(gap) as u32);
+            self.line_start = self.pos + last + 1;
         }
         self.pos = at;
         if self.col_pos < self.line_start || self.col_pos > at {
@@ -545,6 +581,28 @@ impl LinePos {
     }
 }
 
+/// Newlines in `h`: 32 byte-wide counters the compiler vectorises, summed every 255 rounds
+/// (a plain `filter().count()` widens each byte to a 64-bit lane and runs 4 bytes a step).
+fn count_newlines(h: &[u8]) -> usize {
+    let mut total = 0;
+    let mut acc = [0u8; 32];
+    let mut rounds = 0;
+    let mut chunks = h.chunks_exact(32);
+    for c in &mut chunks {
+        for (a, &b) in acc.iter_mut().zip(c) {
+            *a += u8::from(b == b'\n');
+        }
+        rounds += 1;
+        if rounds == 255 {
+            total += acc.iter().map(|&x| usize::from(x)).sum::<usize>();
+            acc = [0; 32];
+            rounds = 0;
+        }
+    }
+    total += acc.iter().map(|&x| usize::from(x)).sum::<usize>();
+    total + chunks.remainder().iter().filter(|&&b| b == b'\n').count()
+}
+
 thread_local! {
     /// The per-rule candidate table of [`Engine::scan_inner`], reused across scans.
     static SCRATCH: std::cell::RefCell<Windows> = std::cell::RefCell::new(Windows::default());
@@ -557,6 +615,8 @@ struct Windows {
     touched: Vec<u32>,
     /// Keyword hits of the current scan.
     hits: Vec<Hit>,
+    /// Merged digit windows of the current scan.
+    digit_windows: Vec<Window>,
 }
 
 /// A list that grew past this many windows (a hostile input) is not kept between scans.
@@ -610,6 +670,10 @@ impl Windows {
         self.hits.clear();
         if self.hits.capacity() > KEEP_WINDOWS {
             self.hits.shrink_to(64);
+        }
+        self.digit_windows.clear();
+        if self.digit_windows.capacity() > KEEP_WINDOWS {
+            self.digit_windows.shrink_to(64);
         }
     }
 }
@@ -767,6 +831,104 @@ mod tests {
             assert_eq!(found.len(), 1, "token at {at}: {found:?}");
             assert_eq!(found[0].start, at);
         }
+    }
+
+    /// The built-in engine, and the same without the digit gate (every digit window goes to
+    /// every numeric rule's regex, as before the gate).
+    fn gated_and_ungated() -> &'static (Engine, Engine) {
+        static ENGINES: std::sync::OnceLock<(Engine, Engine)> = std::sync::OnceLock::new();
+        ENGINES.get_or_init(|| {
+            let gated = Engine::builtin().unwrap();
+            assert!(gated.digit_gate.is_some());
+            // Every built-in numeric rule is gated.
+            assert!(gated.digit_gate_bits.iter().all(Option::is_some));
+            let mut ungated = Engine::builtin().unwrap();
+            ungated.digit_gate = None;
+            (gated, ungated)
+        })
+    }
+
+    #[test]
+    fn numeric_rule_examples_pass_the_gate() {
+        let (engine, _) = gated_and_ungated();
+        let gate = engine.digit_gate.as_ref().unwrap();
+        let mut checked = 0;
+        for (&ri, bit) in engine.digit_rules.iter().zip(&engine.digit_gate_bits) {
+            let rule = &engine.rules[ri as usize];
+            let bit = bit.unwrap();
+            for e in &rule.examples {
+                let text = e.replace(['«', '»'], "");
+                let b = text.as_bytes();
+                if let Some(mask) = gate.matches(b, 0, b.len()) {
+                    assert!(mask & (1 << bit) != 0, "{}: {e}", rule.id);
+                    checked += 1;
+                }
+                // In a longer text, at either end and in the middle.
+                let long = format!("x {text} = {text}; {text}");
+                let b = long.as_bytes();
+                if let Some(mask) = gate.matches(b, 0, b.len()) {
+                    assert!(mask & (1 << bit) != 0, "{}: {long}", rule.id);
+                }
+            }
+        }
+        assert!(checked >= 15, "{checked}");
+    }
+
+    #[test]
+    fn digit_gate_changes_no_finding_on_examples_and_source() {
+        let (gated, ungated) = gated_and_ungated();
+        let mut text = String::new();
+        for r in &gated.rules {
+            for e in r.examples.iter().chain(&r.negative_examples) {
+                text.push_str(&e.replace(['«', '»'], ""));
+                text.push('\n');
+            }
+        }
+        let mut corpus = text.into_bytes();
+        corpus.extend(registry_text(2 << 20));
+        let mut total = 0;
+        for c in corpus.split(|&b| b == 0).chain([&corpus[..]]) {
+            let a = gated.scan_bytes(c);
+            assert_eq!(a, ungated.scan_bytes(c));
+            total += a.len();
+        }
+        assert!(total > 20, "{total} findings");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Digit-and-separator soup, with the letters and signs the numeric rules look for, and
+        /// now and then a non-ASCII character: the gate never drops a finding.
+        #[test]
+        fn digit_gate_is_invisible(
+            s in "([0-9]{1,6}|[ .()/+-]|[A-Z]{1,3}|[a-z]{1,2}|00|86|\\+1|\n|é|١){0,60}"
+        ) {
+            let (gated, ungated) = gated_and_ungated();
+            proptest::prop_assert_eq!(gated.scan(&s), ungated.scan(&s));
+        }
+    }
+
+    #[test]
+    fn count_newlines_matches_a_plain_count() {
+        let mut v = Vec::new();
+        for i in 0..20_000u32 {
+            v.push(if i % 7 == 0 || i % 13 == 0 {
+                b'\n'
+            } else {
+                b'a'
+            });
+            if i % 997 == 0 {
+                for off in [0, 1, 31, 32, 33] {
+                    let h = &v[off.min(v.len())..];
+                    assert_eq!(count_newlines(h), h.iter().filter(|&&b| b == b'\n').count());
+                }
+            }
+        }
+        assert_eq!(
+            count_newlines(&v),
+            v.iter().filter(|&&b| b == b'\n').count()
+        );
     }
 
     #[test]

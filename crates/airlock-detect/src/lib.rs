@@ -17,6 +17,7 @@
 mod config;
 pub mod covert;
 mod engine;
+mod gate;
 mod keywords;
 mod rules;
 pub mod validate;

@@ -154,6 +154,8 @@ pub struct Rule {
     /// Where the rule came from (`rules/secrets.toml`, a config path...).
     pub origin: Arc<str>,
     pub(crate) regex: Option<meta::Regex>,
+    /// The regex source (for the digit gate).
+    pub(crate) pattern: Option<String>,
     pub(crate) value_group: Option<usize>,
     pub(crate) detector: Option<Detector>,
 }
@@ -274,6 +276,11 @@ impl Rule {
             references: def.references,
             tags: def.tags,
             origin: origin.into(),
+            pattern: if regex.is_some() {
+                def.pattern.clone()
+            } else {
+                None
+            },
             regex,
             value_group,
             detector,
