@@ -861,3 +861,51 @@ async fn refusals_without_a_valid_key_are_recorded_within_an_allowance_then_coun
         "every refusal accounted for"
     );
 }
+
+/// A Gemini answer's `usageMetadata` reaches the audit record: the real gemini-cli capture
+/// sent through the gateway to an upstream that answers as Gemini does.
+#[tokio::test]
+async fn gemini_usage_is_recorded() {
+    const ANSWER: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hi."}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":812,"candidatesTokenCount":40,"cachedContentTokenCount":512,"thoughtsTokenCount":25,"totalTokenCount":877}}"#;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                                ANSWER.as_bytes(),
+                            )))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let mut gw = start_gateway(&base_config(up, "")).await;
+    let data = gw.data_dir();
+    let c = captured("gemini-cli-0.61.0.jsonl").remove(0);
+    let resp = client()
+        .request(captured_request(&c, gw.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], ANSWER.as_bytes(), "relayed byte for byte");
+    gw.stop().await;
+    let recs = exchanges(&data);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].tool.as_deref(), Some("gemini-cli"));
+    let u = recs[0].usage.as_ref().expect("usage recorded");
+    assert_eq!(u.input_tokens, Some(812));
+    assert_eq!(u.output_tokens, Some(65));
+    assert_eq!(u.cache_read_tokens, Some(512));
+    assert_eq!(u.reasoning_tokens, Some(25));
+}
