@@ -745,41 +745,16 @@ async fn usage_is_read_from_compressed_answers() {
         ("gzip", b"not gzip at all, just bytes".to_vec(), false),
     ];
     for (encoding, bytes, readable) in cases {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let up = listener.local_addr().unwrap();
-        let sent = bytes::Bytes::from(bytes.clone());
-        tokio::spawn(async move {
-            use hyper_util::rt::{TokioExecutor, TokioIo};
-            while let Ok((stream, _)) = listener.accept().await {
-                let sent = sent.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |_req| {
-                        let sent = sent.clone();
-                        async move {
-                            // Seven-byte chunks: the inflater is fed piece by piece.
-                            let (tx, rx) = tokio::sync::mpsc::channel(4);
-                            tokio::spawn(async move {
-                                for c in sent.chunks(7) {
-                                    if tx.send(bytes::Bytes::copy_from_slice(c)).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            });
-                            Ok::<_, std::convert::Infallible>(
-                                http::Response::builder()
-                                    .header("content-type", "application/json")
-                                    .header("content-encoding", encoding)
-                                    .body(ChannelBody(rx))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        // Seven-byte chunks: the inflater is fed piece by piece.
+        let up = answering_upstream(
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", encoding),
+            ],
+            bytes::Bytes::from(bytes.clone()),
+            7,
+        )
+        .await;
         let mut gw = start_gateway(&base_config(up, "")).await;
         let data = gw.data_dir();
         let (status, headers, body) = send(
@@ -867,28 +842,12 @@ async fn refusals_without_a_valid_key_are_recorded_within_an_allowance_then_coun
 #[tokio::test]
 async fn gemini_usage_is_recorded() {
     const ANSWER: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hi."}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":812,"candidatesTokenCount":40,"cachedContentTokenCount":512,"thoughtsTokenCount":25,"totalTokenCount":877}}"#;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        use hyper_util::rt::{TokioExecutor, TokioIo};
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(
-                        http::Response::builder()
-                            .header("content-type", "application/json")
-                            .body(http_body_util::Full::new(bytes::Bytes::from_static(
-                                ANSWER.as_bytes(),
-                            )))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let up = answering_upstream(
+        &[("content-type", "application/json")],
+        bytes::Bytes::from_static(ANSWER.as_bytes()),
+        ANSWER.len(),
+    )
+    .await;
     let mut gw = start_gateway(&base_config(up, "")).await;
     let data = gw.data_dir();
     let c = captured("gemini-cli-0.61.0.jsonl").remove(0);
@@ -908,4 +867,46 @@ async fn gemini_usage_is_recorded() {
     assert_eq!(u.output_tokens, Some(65));
     assert_eq!(u.cache_read_tokens, Some(512));
     assert_eq!(u.reasoning_tokens, Some(25));
+}
+
+/// An upstream on loopback that answers every request with `headers` and `body`, sent in pieces
+/// of `piece` bytes.
+async fn answering_upstream(
+    headers: &[(&'static str, &'static str)],
+    body: bytes::Bytes,
+    piece: usize,
+) -> std::net::SocketAddr {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let headers = headers.to_vec();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (headers, body) = (headers.clone(), body.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let (headers, body) = (headers.clone(), body.clone());
+                    async move {
+                        let (tx, rx) = tokio::sync::mpsc::channel(4);
+                        tokio::spawn(async move {
+                            for c in body.chunks(piece.max(1)) {
+                                if tx.send(body.slice_ref(c)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                        let mut r = http::Response::builder();
+                        for (k, v) in headers {
+                            r = r.header(k, v);
+                        }
+                        Ok::<_, std::convert::Infallible>(r.body(ChannelBody(rx)).unwrap())
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    up
 }

@@ -677,7 +677,7 @@ impl Cx<'_> {
             _ => false,
         };
         let keys = (self.memo.is_some() && self.conversations == 1 && spans.is_some())
-            .then(|| self.scope.prefixes().0);
+            .then(|| self.scope.prefix_keys());
         let mut rec: Vec<Item> = Vec::new();
         let mut from = 0usize;
         let mut broken = false;

@@ -359,20 +359,25 @@ pub fn parse_body(body: &[u8]) -> Result<(&str, Val), crate::WireError> {
 
 /// Parse a complete JSON document.
 pub fn parse(src: &str) -> Result<Val, JsonError> {
-    let mut p = Parser {
+    let p = Parser {
         b: src.as_bytes(),
         i: 0,
         skip: Skip::NONE,
         skipped: 0,
         top: None,
     };
+    document(p).map(|(v, _)| v)
+}
+
+/// One whole document: the value, with nothing but whitespace around it.
+fn document(mut p: Parser<'_>) -> Result<(Val, Parser<'_>), JsonError> {
     p.ws();
     let v = p.value(0)?;
     p.ws();
     if p.i != p.b.len() {
         return Err(p.err("trailing characters after the JSON value"));
     }
-    Ok(v)
+    Ok((v, p))
 }
 
 /// Elements of one array that need not be parsed: the array whose `[` is at byte `array`, and
@@ -408,19 +413,14 @@ pub struct Parsed {
 /// exactly at their spans (in order, from the first); skipping stops at the first element that
 /// does not start where expected. Also records where the root object's arrays' elements lie.
 pub fn parse_skipping(src: &str, skip: &Skip<'_>) -> Result<(Val, Parsed), JsonError> {
-    let mut p = Parser {
+    let p = Parser {
         b: src.as_bytes(),
         i: 0,
         skip: *skip,
         skipped: 0,
         top: Some(Vec::new()),
     };
-    p.ws();
-    let v = p.value(0)?;
-    p.ws();
-    if p.i != p.b.len() {
-        return Err(p.err("trailing characters after the JSON value"));
-    }
+    let (v, p) = document(p)?;
     let parsed = Parsed {
         skipped: p.skipped,
         top_arrays: p.top.unwrap_or_default(),

@@ -427,6 +427,11 @@ impl VaultScope {
         (d.memo_keys.clone(), d.prefixes.all())
     }
 
+    /// The scope's hash keys (what remembered conversations are hashed with).
+    pub(crate) fn prefix_keys(&self) -> (RandomState, RandomState) {
+        lock(&self.data).memo_keys.clone()
+    }
+
     pub(crate) fn prefix_put(&self, p: Prefix) {
         let mut d = lock(&self.data);
         let delta = d.prefixes.put(p);
