@@ -30,9 +30,18 @@ pub const DEFAULT_BODY_CAP: usize = 256 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
-    /// One request through the gateway and what happened to it.
+    /// One request through the gateway and what happened to it, written when the exchange
+    /// ends. For a forwarded request it follows that request's [`RecordKind::Request`] record
+    /// (same `request_id`).
     #[default]
     Exchange,
+    /// The request side of a forwarded exchange (who, which tool, which model, the decision
+    /// and the findings; no status, usage or timings), written when the request is sent
+    /// upstream. The end of the answer is released only once it is committed. Its
+    /// `exchange` record follows when the exchange ends; a `request` without one is an
+    /// exchange the gateway did not see end (the process was killed), or whose end record was
+    /// lost (counted by an `overflow` marker).
+    Request,
     /// Written by the log itself: `lost_records` exchanges could not be queued because the
     /// queue was full. Never a silent drop.
     Overflow,
@@ -50,6 +59,7 @@ impl RecordKind {
     pub fn as_str(self) -> &'static str {
         match self {
             RecordKind::Exchange => "exchange",
+            RecordKind::Request => "request",
             RecordKind::Overflow => "overflow",
             RecordKind::Admin => "admin",
             RecordKind::Throttled => "throttled",

@@ -151,10 +151,11 @@ struct Shared {
 }
 
 type Ack = oneshot::Sender<Result<u64, CommitError>>;
-type Pending = (Box<AuditRecord>, Ack);
+/// A queued record, and who waits for its commit (`None`: [`AuditLog::submit_detached`]).
+type Pending = (Box<AuditRecord>, Option<Ack>);
 
 enum Msg {
-    Record(Box<AuditRecord>, Ack),
+    Record(Box<AuditRecord>, Option<Ack>),
     Shutdown,
 }
 
@@ -239,12 +240,26 @@ impl AuditLog {
     /// Queue a record. Never blocks. On `Ok`, await the returned [`Committed`] to know the
     /// record is durable. On `Err`, the record is counted as lost (see [`SubmitError`]).
     pub fn submit(&self, record: AuditRecord) -> Result<Committed, SubmitError> {
+        let (ack, rx) = oneshot::channel();
+        self.enqueue(record, Some(ack))?;
+        Ok(Committed { rx })
+    }
+
+    /// Queue a record nobody waits for (e.g. the end of an exchange whose request record is
+    /// already held for). Never blocks. It is committed like any other; a commit failure is
+    /// logged and counted in [`AuditStats::failed`], a refusal counted like [`submit`]'s.
+    ///
+    /// [`submit`]: AuditLog::submit
+    pub fn submit_detached(&self, record: AuditRecord) -> Result<(), SubmitError> {
+        self.enqueue(record, None)
+    }
+
+    fn enqueue(&self, record: AuditRecord, ack: Option<Ack>) -> Result<(), SubmitError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(SubmitError::Closed);
         }
-        let (ack, rx) = oneshot::channel();
         match self.tx.try_send(Msg::Record(Box::new(record), ack)) {
-            Ok(()) => Ok(Committed { rx }),
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.shared.overflowed.fetch_add(1, Ordering::Relaxed);
                 if self.shared.overflow_pending.fetch_add(1, Ordering::AcqRel) == 0 {
@@ -473,9 +488,14 @@ impl Writer {
         }
         for (ack, msg) in failed_early {
             self.shared.failed.fetch_add(1, Ordering::Relaxed);
-            let _ = ack.send(Err(CommitError::Store(format!(
-                "record could not be encoded: {msg}"
-            ))));
+            match ack {
+                Some(ack) => {
+                    let _ = ack.send(Err(CommitError::Store(format!(
+                        "record could not be encoded: {msg}"
+                    ))));
+                }
+                None => tracing::error!(error = %msg, "audit record could not be encoded"),
+            }
         }
         if lost > 0 {
             let marker = AuditRecord::overflow_marker(OffsetDateTime::now_utc(), lost);
@@ -508,7 +528,9 @@ impl Writer {
                     tracing::warn!(lost, seq = self.head.seq, "audit overflow marker written");
                 }
                 for (ack, seq) in acks {
-                    let _ = ack.send(Ok(seq));
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(seq));
+                    }
                 }
             }
             Err(e) => {
@@ -524,7 +546,9 @@ impl Writer {
                     .fetch_add(acks.len() as u64, Ordering::Relaxed);
                 let msg = e.to_string();
                 for (ack, _) in acks {
-                    let _ = ack.send(Err(CommitError::Store(msg.clone())));
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Err(CommitError::Store(msg.clone())));
+                    }
                 }
             }
         }

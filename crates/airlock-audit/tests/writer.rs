@@ -240,3 +240,33 @@ fn open_fails_clearly_on_an_unwritable_place() {
         .to_string();
     assert!(e.contains("not-a-dir"), "{e}");
 }
+
+/// Records nobody waits for are committed in queue order like the others: a held record
+/// submitted after them resolves only once they are in, and shutdown drains the rest.
+#[test]
+fn detached_records_are_committed_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), AuditOptions::default()).unwrap();
+    let t = OffsetDateTime::now_utc();
+    for i in 0..50 {
+        log.submit_detached(full_record(i, t)).unwrap();
+    }
+    let seq = log.submit(full_record(50, t)).unwrap().wait().unwrap();
+    assert_eq!(seq, 51);
+    assert_eq!(log.stats().committed, 51);
+    for i in 51..60 {
+        log.submit_detached(full_record(i, t)).unwrap();
+    }
+    log.shutdown();
+    assert_eq!(
+        log.submit_detached(full_record(60, t)),
+        Err(SubmitError::Closed)
+    );
+    let store = SqliteStore::open_existing(dir.path()).unwrap();
+    let recs = query(&store, &AuditFilter::default()).unwrap();
+    let ids: Vec<String> = recs.iter().map(|r| r.request_id.clone()).collect();
+    let want: Vec<String> = (0..60).map(|i| full_record(i, t).request_id).collect();
+    assert_eq!(ids, want);
+    let rep = verify_dir(dir.path(), &[], None).unwrap();
+    assert!(rep.ok() && rep.records == 60, "{rep:#?}");
+}

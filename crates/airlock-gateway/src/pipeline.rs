@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use airlock_audit::{AuditRecord, Committed, Decision, FindingSummary};
+use airlock_audit::{AuditRecord, Committed, Decision, FindingSummary, RecordKind};
 use time::OffsetDateTime;
 
 use airlock_policy::{Identity, Subject, UpstreamApi};
@@ -67,6 +67,9 @@ impl Reject {
         }
     }
 }
+
+/// The refusal when a record cannot be queued and the audit policy is fail-closed.
+const AUDIT_FAIL_CLOSED: &str = "Airlock could not record this request in its audit log and policy is fail-closed ([audit] overflow); retry shortly";
 
 /// The audit commit an answer's end is held for; reports the wait to the metrics
 /// ([`crate::metrics::AUDIT_COMMIT_WAIT`]) when it resolves.
@@ -131,6 +134,9 @@ pub struct Exchange {
     recorded: bool,
     /// The audit log was on but refused the record (queue full or closed).
     audit_lost: bool,
+    /// The commit of this exchange's request record ([`Exchange::write_ahead`]), which the
+    /// end of the answer waits for instead of the exchange record's.
+    ahead: Option<HeldCommit>,
     /// Counted for a `throttled` summary instead of recorded (see `throttle`).
     throttled: bool,
 }
@@ -169,6 +175,7 @@ impl Exchange {
             observed: Observed::default(),
             recorded: false,
             audit_lost: false,
+            ahead: None,
             throttled: false,
         }
     }
@@ -267,7 +274,17 @@ impl Exchange {
             "request"
         );
         let audit = self.gw.audit()?.clone();
-        match audit.submit(self.audit_record(duration)) {
+        let record = self.audit_record(duration);
+        if let Some(mut ahead) = self.ahead.take() {
+            // The request record is (being) committed: the end record needs no hold. A refusal
+            // is counted by the log's overflow marker.
+            if let Err(e) = audit.submit_detached(record) {
+                tracing::warn!(request_id = %self.id, error = %e, "audit record of the exchange's end not queued (its request record was)");
+            }
+            ahead.since = Instant::now();
+            return Some(ahead);
+        }
+        match audit.submit(record) {
             Ok(c) => Some(HeldCommit {
                 commit: c,
                 since: Instant::now(),
@@ -281,10 +298,40 @@ impl Exchange {
         }
     }
 
-    /// The audit record of this exchange (no request content, except the redacted bodies
-    /// when `[audit] store_bodies` is on).
-    fn audit_record(&mut self, duration: Duration) -> AuditRecord {
-        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    /// Write-ahead: queues the request record of an exchange about to be forwarded
+    /// (`RecordKind::Request`: who, which tool and model, the decision and findings), so that
+    /// the upstream round trip overlaps its commit and a process killed mid-answer still
+    /// leaves the request on record. The answer's end then waits for this commit (usually done
+    /// by then) and the exchange record that follows is queued without a hold. A refused
+    /// record under `[audit] overflow = "fail_closed"` refuses the request before anything is
+    /// sent.
+    pub fn write_ahead(&mut self) -> Result<(), Reject> {
+        let Some(audit) = self.gw.audit().cloned() else {
+            return Ok(());
+        };
+        let mut r = self.request_record();
+        r.kind = RecordKind::Request;
+        match audit.submit(r) {
+            Ok(commit) => {
+                self.ahead = Some(HeldCommit {
+                    commit,
+                    since: Instant::now(),
+                    gw: self.gw.clone(),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(request_id = %self.id, error = %e, "audit request record not queued");
+                if self.gw.audit_fail_closed() {
+                    return Err(Reject::new(ErrorKind::Unavailable, AUDIT_FAIL_CLOSED));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The request side of the audit record: identity, decision, findings, bytes in.
+    fn request_record(&self) -> AuditRecord {
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
         let mut r = AuditRecord::new(OffsetDateTime::from(self.arrived), self.id.clone());
         r.user = self.user.clone();
@@ -308,6 +355,15 @@ impl Exchange {
             _ => None,
         };
         r.findings = self.finding_summary.clone();
+        r.request_bytes = self.bytes_in;
+        r
+    }
+
+    /// The audit record of this exchange (no request content, except the redacted bodies
+    /// when `[audit] store_bodies` is on).
+    fn audit_record(&mut self, duration: Duration) -> AuditRecord {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let mut r = self.request_record();
         r.status = Some(self.status);
         r.latency_total_us = Some(us(duration));
         r.latency_overhead_us = self.overhead.map(us);
@@ -315,7 +371,6 @@ impl Exchange {
             .overhead
             .filter(|_| self.upstream_first_byte.is_some())
             .map(|o| us(duration.saturating_sub(o)));
-        r.request_bytes = self.bytes_in;
         r.response_bytes = self.bytes_out;
         r.usage = self.observed.usage(&self.model, self.gw.pricing());
         r.request_body = self.observed.request_body.take();
@@ -462,10 +517,7 @@ pub async fn handle(
             if gw.audit_fail_closed() {
                 error_response(
                     family,
-                    &Reject::new(
-                        ErrorKind::Unavailable,
-                        "Airlock could not record this request in its audit log and policy is fail-closed ([audit] overflow); retry shortly",
-                    ),
+                    &Reject::new(ErrorKind::Unavailable, AUDIT_FAIL_CLOSED),
                 )
             } else {
                 resp
@@ -639,6 +691,7 @@ async fn process(
         // `[audit] store_bodies`: the body as it leaves, i.e. after redaction.
         ex.observed.capture_request(&body, cap);
     }
+    ex.write_ahead()?;
     ex.overhead = Some(t_overhead.elapsed());
     gw.metrics().observe_overhead(ex.api, t_overhead.elapsed());
     let t_sent = Instant::now();

@@ -35,16 +35,22 @@ async fn every_exchange_is_audited_and_the_chain_verifies() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     resp.into_body().collect().await.unwrap();
-    // The end of the answer is released only after the record is committed, so it is
-    // readable from another connection with the gateway still running. (The writer is usually
-    // fast enough that this also holds without the wait: it does not prove the wait alone.)
+    // Write-ahead: the request record was queued when the request was sent upstream, and the
+    // end of the answer is released only after it is committed, so it is readable from
+    // another connection with the gateway still running. (The writer is usually fast enough
+    // that this also holds without the wait: it does not prove the wait alone.)
     let early = query(
         &SqliteStore::open_existing(&data).unwrap(),
         &AuditFilter::default(),
     )
     .unwrap();
-    assert_eq!(early.len(), 1, "record committed before the answer ended");
+    assert!(
+        !early.is_empty(),
+        "request record committed before the answer ended"
+    );
+    assert_eq!(early[0].kind, airlock_audit::RecordKind::Request);
     assert_eq!(early[0].tool.as_deref(), Some("claude-code"));
+    assert_eq!(early[0].status, None, "the request side has no status yet");
 
     // 2. Denied by policy (model rule).
     let (status, _, _) = send(
@@ -82,6 +88,17 @@ async fn every_exchange_is_audited_and_the_chain_verifies() {
         .filter(|r| r.kind == airlock_audit::RecordKind::Exchange)
         .collect();
     assert_eq!(exchanges.len(), 3, "{exchanges:#?}");
+    // Only the forwarded request has a request record, first in the chain, and its exchange
+    // record names the same request.
+    let requests: Vec<_> = records
+        .iter()
+        .filter(|r| r.kind == airlock_audit::RecordKind::Request)
+        .collect();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    assert_eq!(requests[0].seq, 1);
+    assert_eq!(requests[0].request_id, exchanges[0].request_id);
+    assert_eq!(requests[0].decision, Some(Decision::Allowed));
+    assert_eq!(requests[0].request_bytes, c.body.len() as u64);
 
     let allowed = exchanges[0];
     assert_eq!(allowed.tool.as_deref(), Some("claude-code"));
@@ -534,10 +551,11 @@ async fn admin_endpoints_query_and_export_over_http() {
         .map(|l| json(l.as_bytes()))
         .collect();
     let seqs: Vec<u64> = recs.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
-    // The four exchanges, then every read of the log: two queries and this export itself
-    // (recorded, and committed, before the log is read).
-    assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6, 7]);
-    for (r, (api, query)) in recs[4..].iter().zip([
+    // The four exchanges (the three forwarded ones each a request record, then its end), then
+    // every read of the log: two queries and this export itself (recorded, and committed,
+    // before the log is read).
+    assert_eq!(seqs, (1..=10).collect::<Vec<u64>>());
+    for (r, (api, query)) in recs[7..].iter().zip([
         ("/admin/audit/query", "query: decision=denied&since=1h"),
         (
             "/admin/audit/query",
@@ -551,7 +569,19 @@ async fn admin_endpoints_query_and_export_over_http() {
         assert_eq!(r["status"], 200);
         assert!(r["client_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
     }
-    assert!(recs[..4].iter().all(|r| r["kind"] == "exchange"));
+    let kinds: Vec<&str> = recs[..7]
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "request", "exchange", "request", "exchange", "request", "exchange", "exchange"
+        ]
+    );
+    for pair in recs[..6].chunks(2) {
+        assert_eq!(pair[0]["request_id"], pair[1]["request_id"]);
+    }
     let (s, _, b) = send(
         gw.addr,
         "GET",
@@ -909,4 +939,96 @@ async fn answering_upstream(
         }
     });
     up
+}
+
+/// Write-ahead: a forwarded request is on record while its answer is still streaming (a
+/// gateway killed mid-answer would leave it there), and the exchange record that ends it
+/// follows under the same request id.
+#[tokio::test]
+async fn a_streaming_request_is_on_record_before_its_answer_ends() {
+    use std::time::Duration;
+    let mock = Mock::start().await;
+    let mut gw = start_gateway(&base_config(mock.addr, "")).await;
+    let data = gw.data_dir();
+    let feed = mock.take_stream();
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/v1/messages", gw.addr))
+        .header("content-type", "application/json")
+        .header("user-agent", "claude-cli/2.1.332 (external, cli)")
+        .header("x-mock", "channel")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"say hello"}]}"#,
+        )))
+        .unwrap();
+    let client = client();
+    let resp = tokio::spawn(async move { client.request(req).await.unwrap() });
+    let tx = tokio::time::timeout(Duration::from_secs(5), feed)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.send(bytes::Bytes::from_static(
+        b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n",
+    ))
+    .await
+    .unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-airlock-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.is_data());
+
+    // The upstream stream is still open: the request record must be committed, its end not.
+    let store = SqliteStore::open_existing(&data).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let during = loop {
+        let recs = query(&store, &AuditFilter::default()).unwrap();
+        if !recs.is_empty() || std::time::Instant::now() > deadline {
+            break recs;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(during.len(), 1, "{during:#?}");
+    assert_eq!(during[0].kind, airlock_audit::RecordKind::Request);
+    assert_eq!(during[0].request_id, id);
+    assert_eq!(during[0].tool.as_deref(), Some("claude-code"));
+    assert_eq!(during[0].model.as_deref(), Some("claude-sonnet-4-5"));
+    assert_eq!(during[0].upstream.as_deref(), Some("anthropic"));
+
+    tx.send(bytes::Bytes::from_static(
+        b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    ))
+    .await
+    .unwrap();
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(5), body.collect())
+        .await
+        .unwrap()
+        .unwrap();
+    gw.stop().await;
+
+    let report = verify_dir(&data, &[], None).expect("verify runs");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let recs = query(&store, &AuditFilter::default()).unwrap();
+    let kinds: Vec<_> = recs
+        .iter()
+        .map(|r| (r.kind, r.request_id.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (airlock_audit::RecordKind::Request, id.as_str()),
+            (airlock_audit::RecordKind::Exchange, id.as_str())
+        ]
+    );
+    assert_eq!(recs[1].status, Some(200));
+    assert!(recs[1].response_bytes > 0);
 }

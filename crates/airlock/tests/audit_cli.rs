@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use airlock_audit::{AuditLog, AuditOptions, AuditRecord, Decision, FindingSummary, Usage};
+use airlock_audit::{
+    AuditLog, AuditOptions, AuditRecord, Decision, FindingSummary, RecordKind, Usage,
+};
 use assert_cmd::Command;
 use predicates::prelude::*;
 use time::OffsetDateTime;
@@ -352,6 +354,48 @@ fn table_output_neutralises_control_characters() {
         .assert()
         .success()
         .stdout(predicate::str::contains("\u{1b}").not());
+}
+
+/// A forwarded request has a `request` record and, when it ended, an `exchange` record: the
+/// table shows one row per exchange, and a request whose end is not on record (the gateway
+/// was killed mid-answer) as its own row.
+#[test]
+fn table_shows_one_row_per_exchange_and_requests_without_an_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), AuditOptions::default()).unwrap();
+    let now = OffsetDateTime::now_utc();
+    for (i, kind) in [
+        (1, RecordKind::Request),
+        (1, RecordKind::Exchange),
+        (2, RecordKind::Request),
+    ] {
+        let mut r = record(i, now);
+        r.kind = kind;
+        if kind == RecordKind::Request {
+            r.status = None;
+            r.usage = None;
+            r.latency_total_us = None;
+        }
+        log.submit(r).unwrap().wait().unwrap();
+    }
+    log.shutdown();
+    let out = airlock(dir.path())
+        .args(["query", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(
+        rows[0].trim_start().starts_with("2 ") && rows[0].contains("10/5"),
+        "{text}"
+    );
+    assert!(
+        rows[1].trim_start().starts_with("3 ") && rows[1].contains("no end recorded"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -288,7 +288,17 @@ fn write_table(out: &mut dyn Write, recs: &[AuditRecord], color: bool) -> anyhow
         "{:>8}  {:<24}  {:<12}  {:<24}  {:<24}  {:<8}  {:>6}  {:>15}  {:>9}  FINDINGS",
         "SEQ", "TIME", "USER", "TOOL", "MODEL", "DECISION", "STATUS", "TOKENS IN/OUT", "MS"
     )?;
+    // A forwarded request has two records: `request` when it was sent, `exchange` when it
+    // ended. Show one row per exchange: the request record only when no end is listed.
+    let ended: std::collections::HashSet<&str> = recs
+        .iter()
+        .filter(|r| r.kind == airlock_audit::RecordKind::Exchange)
+        .map(|r| r.request_id.as_str())
+        .collect();
     for r in recs {
+        if r.kind == airlock_audit::RecordKind::Request && ended.contains(r.request_id.as_str()) {
+            continue;
+        }
         let time = r
             .time
             .format(&time::format_description::well_known::Rfc3339)
@@ -334,6 +344,8 @@ fn write_table(out: &mut dyn Write, recs: &[AuditRecord], color: bool) -> anyhow
                 "{} record(s) lost to a full queue",
                 r.lost_records.unwrap_or(0)
             )
+        } else if r.kind == airlock_audit::RecordKind::Request {
+            "sent upstream; no end recorded (yet)".to_string()
         } else if r.kind == airlock_audit::RecordKind::Throttled {
             format!(
                 "{} refused request(s) without a valid key, counted",
