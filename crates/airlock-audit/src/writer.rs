@@ -33,6 +33,9 @@ pub const DEFAULT_MAX_BATCH: usize = 1024;
 pub const DEFAULT_CHECKPOINT_EVERY_RECORDS: u64 = 10_000;
 /// ...and at least this often while records arrive.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default: how long records nobody waits for may wait for company (see
+/// [`AuditOptions::detached_linger`]).
+pub const DEFAULT_DETACHED_LINGER: Duration = Duration::from_millis(2);
 /// Default: apply retention this often (when configured).
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -52,6 +55,11 @@ pub struct AuditOptions {
     pub retention: Retention,
     /// How often retention runs (on its own thread and connection).
     pub retention_interval: Duration,
+    /// When the queue holds only records nobody waits for ([`AuditLog::submit_detached`]), the
+    /// writer waits up to this long for one somebody does wait for, and commits them in one
+    /// transaction: with write-ahead, an exchange's end record then shares the transaction of
+    /// the next request record instead of costing one of its own. Zero commits at once.
+    pub detached_linger: Duration,
 }
 
 impl Default for AuditOptions {
@@ -63,6 +71,7 @@ impl Default for AuditOptions {
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             retention: Retention::default(),
             retention_interval: DEFAULT_RETENTION_INTERVAL,
+            detached_linger: DEFAULT_DETACHED_LINGER,
         }
     }
 }
@@ -428,6 +437,9 @@ impl Writer {
                         Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                     }
                 }
+                if !shutdown {
+                    shutdown = self.linger(&rx, &mut batch, max_batch);
+                }
                 let full = batch.len() >= max_batch;
                 self.commit(&mut batch);
                 // On shutdown keep draining until the queue is empty; otherwise one batch.
@@ -451,6 +463,33 @@ impl Writer {
             self.checkpoint_now();
         }
         tracing::debug!(head = self.head.seq, "audit writer stopped");
+    }
+
+    /// While `batch` holds only detached records, waits up to `detached_linger` for more, and
+    /// stops at the first record somebody waits for. Returns true on shutdown.
+    fn linger(&self, rx: &Receiver<Msg>, batch: &mut Vec<Pending>, max_batch: usize) -> bool {
+        if batch.is_empty() || batch.iter().any(|(_, ack)| ack.is_some()) {
+            return false;
+        }
+        let until = Instant::now() + self.opts.detached_linger;
+        while batch.len() < max_batch {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left) {
+                Ok(Msg::Record(r, ack)) => {
+                    let held = ack.is_some();
+                    batch.push((r, ack));
+                    if held {
+                        break;
+                    }
+                }
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => return true,
+                Err(RecvTimeoutError::Timeout) => break,
+            }
+        }
+        false
     }
 
     fn checkpoint_now(&mut self) {

@@ -270,3 +270,42 @@ fn detached_records_are_committed_in_order() {
     let rep = verify_dir(dir.path(), &[], None).unwrap();
     assert!(rep.ok() && rep.records == 60, "{rep:#?}");
 }
+
+/// Records nobody waits for linger in the queue for the next record somebody waits for, and
+/// share its transaction; alone, they are committed once the linger is over.
+#[test]
+fn detached_records_share_the_next_held_records_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(
+        dir.path(),
+        AuditOptions {
+            detached_linger: Duration::from_secs(5),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let t = OffsetDateTime::now_utc();
+    for i in 0..5 {
+        log.submit_detached(full_record(i, t)).unwrap();
+    }
+    assert_eq!(log.submit(full_record(5, t)).unwrap().wait().unwrap(), 6);
+    let stats = log.stats();
+    assert_eq!((stats.committed, stats.batches), (6, 1), "{stats:?}");
+    log.shutdown();
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(
+        dir.path(),
+        AuditOptions {
+            detached_linger: Duration::from_millis(20),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    log.submit_detached(full_record(0, t)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while log.stats().committed == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(log.stats().committed, 1, "committed without company");
+}

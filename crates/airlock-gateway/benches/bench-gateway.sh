@@ -30,7 +30,11 @@ BIN="$TARGET/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")/examples"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-cargo build --profile "$PROFILE" -q -p airlock-gateway --example mock_upstream --example gateway
+if [ -n "$GATEWAY_BIN" ] && [ -x "$BIN/mock_upstream" ]; then
+  : # A/B against copied binaries: no build (a build here would also pick up unrelated edits)
+else
+  cargo build --profile "$PROFILE" -q -p airlock-gateway --example mock_upstream --example gateway
+fi
 $ON_LOAD "$BIN/mock_upstream" "$MOCK" 2>/dev/null &
 AIRLOCK_BENCH_CONFIG=$CONFIG $ON_GW "${GATEWAY_BIN:-$BIN/gateway}" "$GW" "$WORK/data" "openai=http://$MOCK/v1" 2>/dev/null &
 GW_PID=$!
