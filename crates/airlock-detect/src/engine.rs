@@ -139,6 +139,9 @@ pub struct Engine {
     digit_gate: Option<DigitGate>,
     digit_gate_bits: Vec<Option<u32>>,
     always_rules: Vec<u32>,
+    /// Whether ASCII windows go to the rules' ASCII-mode regexes (off only in tests, to
+    /// compare).
+    ascii_regexes: bool,
     /// Detector index -> rule index.
     covert_rules: [Option<u32>; 6],
     covert_enabled: [bool; 6],
@@ -214,6 +217,7 @@ impl Engine {
             digit_gate,
             digit_gate_bits,
             always_rules,
+            ascii_regexes: true,
             covert_rules,
             covert_enabled,
         })
@@ -318,19 +322,35 @@ impl Engine {
             let ri = table.touched[ti] as usize;
             let list = &table.lists[ri];
             let rule = &self.rules[ri];
-            let Some(re) = &rule.regex else { continue };
-            let mut caps = re.create_captures();
+            let Some(unicode) = &rule.regex else { continue };
+            // Captures of the Unicode and the ASCII regex, made when first needed.
+            let mut caps = [None, None];
             let mut last_value_start = usize::MAX;
             for w in list {
+                // An ASCII window (and the byte either side, where look-arounds look) goes to
+                // the ASCII-mode regex: same matches, smaller automata (`Rule::ascii_regex`).
+                let around = &bytes[w.start.saturating_sub(1)..(w.end + 1).min(bytes.len())];
+                let (re, caps) = match rule.ascii_regex() {
+                    Some(ascii) if self.ascii_regexes && around.is_ascii() => (ascii, &mut caps[1]),
+                    _ => (unicode, &mut caps[0]),
+                };
                 let mut at = w.start;
                 while at <= w.end && raw.len() < MAX_FINDINGS {
                     let input = Input::new(bytes).span(at..w.end);
-                    re.search_captures(&input, &mut caps);
-                    let Some(m) = caps.get_match() else { break };
-                    let span = rule
-                        .value_group
-                        .and_then(|g| caps.get_group(g))
-                        .unwrap_or(m.span());
+                    // The value is the match itself: a search without captures finds it.
+                    let (m, span) = if rule.value_is_match {
+                        let Some(m) = re.search(&input) else { break };
+                        (m, m.span())
+                    } else {
+                        let caps = caps.get_or_insert_with(|| re.create_captures());
+                        re.search_captures(&input, caps);
+                        let Some(m) = caps.get_match() else { break };
+                        let span = rule
+                            .value_group
+                            .and_then(|g| caps.get_group(g))
+                            .unwrap_or(m.span());
+                        (m, span)
+                    };
                     at = if m.end() > m.start() {
                         m.end()
                     } else {
@@ -959,24 +979,35 @@ mod tests {
         assert!(checked >= 15, "{checked}");
     }
 
-    #[test]
-    fn digit_gate_changes_no_finding_on_examples_and_source() {
-        let (gated, ungated) = gated_and_ungated();
+    /// Asserts that `a` and `b` find the same in every rule example (as written, upper-cased,
+    /// and beside a non-ASCII character) and in `source` bytes of registry sources, file by
+    /// file and all at once. Returns the number of findings.
+    fn same_findings_on_examples_and_source(a: &Engine, b: &Engine, source: usize) -> usize {
         let mut text = String::new();
-        for r in &gated.rules {
+        for r in &a.rules {
             for e in r.examples.iter().chain(&r.negative_examples) {
-                text.push_str(&e.replace(['«', '»'], ""));
+                let e = e.replace(['«', '»'], "");
+                text.push_str(&e);
                 text.push('\n');
+                text.push_str(&e.to_ascii_uppercase());
+                text.push_str(" = é");
             }
         }
         let mut corpus = text.into_bytes();
-        corpus.extend(registry_text(2 << 20));
+        corpus.extend(registry_text(source));
         let mut total = 0;
         for c in corpus.split(|&b| b == 0).chain([&corpus[..]]) {
-            let a = gated.scan_bytes(c);
-            assert_eq!(a, ungated.scan_bytes(c));
-            total += a.len();
+            let found = a.scan_bytes(c);
+            assert_eq!(found, b.scan_bytes(c));
+            total += found.len();
         }
+        total
+    }
+
+    #[test]
+    fn digit_gate_changes_no_finding_on_examples_and_source() {
+        let (gated, ungated) = gated_and_ungated();
+        let total = same_findings_on_examples_and_source(gated, ungated, 2 << 20);
         assert!(total > 20, "{total} findings");
     }
 
@@ -992,6 +1023,55 @@ mod tests {
             let (gated, ungated) = gated_and_ungated();
             proptest::prop_assert_eq!(gated.scan(&s), ungated.scan(&s));
         }
+    }
+
+    /// The built-in engine with the rules' ASCII-mode regexes, and the same without them.
+    fn ascii_and_unicode() -> &'static (Engine, Engine) {
+        static ENGINES: std::sync::OnceLock<(Engine, Engine)> = std::sync::OnceLock::new();
+        ENGINES.get_or_init(|| {
+            let mut unicode = Engine::builtin().unwrap();
+            unicode.ascii_regexes = false;
+            (Engine::builtin().unwrap(), unicode)
+        })
+    }
+
+    #[test]
+    fn ascii_regexes_change_no_finding_on_examples_and_source() {
+        let (ascii, unicode) = ascii_and_unicode();
+        // Every built-in pattern compiles in ASCII mode but the ones with Unicode classes.
+        let compiled = ascii.rules.iter().filter(|r| r.ascii_regex().is_some());
+        assert!(compiled.count() > 180);
+        let total = same_findings_on_examples_and_source(ascii, unicode, 3 << 20);
+        assert!(total > 100, "{total} findings");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Keywords, assignments, values and now and then a non-ASCII character (next to a
+        /// window, inside it, or as a look-alike of an ASCII letter): the ASCII-mode regexes
+        /// find exactly what the Unicode ones find.
+        #[test]
+        fn ascii_regexes_are_invisible(
+            s in "(password|token|secret|api_key|AKIA|ghp_|sk-|://|@|[A-Za-z0-9]{1,12}|[0-9]{3,8}|[ =:\"'._/-]|\n|é|ſ|K|١|\u{a0}){0,50}"
+        ) {
+            let (ascii, unicode) = ascii_and_unicode();
+            proptest::prop_assert_eq!(ascii.scan(&s), unicode.scan(&s));
+        }
+    }
+
+    #[test]
+    fn value_spans_of_plain_searches() {
+        let engine = Engine::builtin().unwrap();
+        let whole = engine.rules.iter().filter(|r| r.value_is_match).count();
+        assert!(whole > 60, "{whole}");
+        let rule = |id: &str| engine.rules.iter().find(|r| &*r.id == id).unwrap();
+        assert!(rule("github-pat").value_is_match);
+        assert!(rule("us-ssn").value_is_match);
+        // The value is followed by a consuming group, or preceded by a keyword.
+        assert!(!rule("gitlab-pat").value_is_match);
+        assert!(!rule("generic-token").value_is_match);
+        assert!(!rule("phone-cn-mobile").value_is_match);
     }
 
     #[test]

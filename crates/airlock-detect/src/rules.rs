@@ -1,8 +1,10 @@
 //! Rule definitions (the TOML data model) and their compiled form.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use regex_automata::meta;
+use regex_automata::util::syntax;
+use regex_syntax::hir::{Hir, HirKind};
 use serde::Deserialize;
 
 use crate::covert::Detector;
@@ -154,9 +156,15 @@ pub struct Rule {
     /// Where the rule came from (`rules/secrets.toml`, a config path...).
     pub origin: Arc<str>,
     pub(crate) regex: Option<meta::Regex>,
+    /// The same pattern in ASCII mode, for windows of ASCII text; compiled on first use, `None`
+    /// when it does not compile (`\p{Han}`). See [`Rule::ascii_regex`].
+    pub(crate) ascii: OnceLock<Option<meta::Regex>>,
     /// The regex source (for the digit gate).
     pub(crate) pattern: Option<String>,
     pub(crate) value_group: Option<usize>,
+    /// The value is the whole match (no `value` group, or one with only look-arounds such as
+    /// `\b` beside it), so a search without captures finds it.
+    pub(crate) value_is_match: bool,
     pub(crate) detector: Option<Detector>,
 }
 
@@ -169,6 +177,27 @@ impl Rule {
     /// The covert detector name, if this is a covert built-in rule.
     pub fn detector_name(&self) -> Option<&'static str> {
         self.detector.map(Detector::as_str)
+    }
+
+    /// The pattern compiled in ASCII mode: `\d`, `\w`, `\s`, `\b` and `(?i)` over ASCII only,
+    /// and a class such as `[^\s"]` as a set of bytes. On a haystack whose searched span and the
+    /// byte either side of it (where `\b`, `^` and `$` look) are ASCII, it matches exactly where
+    /// the Unicode pattern does, with the same groups: every class, look-around and case fold
+    /// agrees with its Unicode form on ASCII characters, and the syntax tree is otherwise the
+    /// same. Its automata are far smaller (Unicode `\w` alone is hundreds of NFA states), so the
+    /// lazy DFA builds fewer states and the capture engines step fewer threads. Compiled on
+    /// first use: most rules never have a window in a given text.
+    pub(crate) fn ascii_regex(&self) -> Option<&meta::Regex> {
+        self.ascii
+            .get_or_init(|| {
+                let pattern = self.pattern.as_deref()?;
+                meta::Regex::builder()
+                    .syntax(syntax::Config::new().unicode(false).utf8(false))
+                    .configure(regex_config())
+                    .build(pattern)
+                    .ok()
+            })
+            .as_ref()
     }
 
     pub(crate) fn compile(def: RuleDef, origin: &str) -> Result<Rule, DetectError> {
@@ -190,11 +219,7 @@ impl Rule {
         let (regex, value_group, detector) = match (&def.pattern, &def.detector) {
             (Some(p), None) => {
                 let re = meta::Regex::builder()
-                    .configure(
-                        meta::Config::new()
-                            .nfa_size_limit(Some(8 << 20))
-                            .hybrid_cache_capacity(2 << 20),
-                    )
+                    .configure(regex_config())
                     .build(p)
                     .map_err(|e| err(format!("pattern does not compile: {e}")))?;
                 let group = re
@@ -254,6 +279,8 @@ impl Rule {
                 })
                 .collect()
         });
+        let value_is_match =
+            value_group.is_none() || def.pattern.as_deref().is_some_and(value_is_whole_match);
         Ok(Rule {
             id: def.id.as_str().into(),
             category: def.category,
@@ -282,9 +309,38 @@ impl Rule {
                 None
             },
             regex,
+            ascii: OnceLock::new(),
             value_group,
+            value_is_match,
             detector,
         })
+    }
+}
+
+/// The meta regex settings of every rule pattern.
+fn regex_config() -> meta::Config {
+    meta::Config::new()
+        .nfa_size_limit(Some(8 << 20))
+        .hybrid_cache_capacity(2 << 20)
+}
+
+/// Whether the `value` group of `pattern` always spans the whole match: the pattern is the
+/// group alone, or the group between zero-width assertions (`\b(?P<value>…)\b`).
+fn value_is_whole_match(pattern: &str) -> bool {
+    let Ok(hir) = regex_syntax::parse(pattern) else {
+        return false;
+    };
+    let is_value =
+        |h: &Hir| matches!(h.kind(), HirKind::Capture(c) if c.name.as_deref() == Some("value"));
+    match hir.kind() {
+        HirKind::Capture(_) => is_value(&hir),
+        HirKind::Concat(items) => {
+            items.iter().filter(|h| is_value(h)).count() == 1
+                && items
+                    .iter()
+                    .all(|h| is_value(h) || matches!(h.kind(), HirKind::Look(_) | HirKind::Empty))
+        }
+        _ => false,
     }
 }
 
