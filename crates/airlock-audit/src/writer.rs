@@ -35,7 +35,7 @@ pub const DEFAULT_CHECKPOINT_EVERY_RECORDS: u64 = 10_000;
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 /// Default: how long records nobody waits for may wait for company (see
 /// [`AuditOptions::detached_linger`]).
-pub const DEFAULT_DETACHED_LINGER: Duration = Duration::from_millis(2);
+pub const DEFAULT_DETACHED_LINGER: Duration = Duration::from_millis(100);
 /// Default: apply retention this often (when configured).
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -55,10 +55,11 @@ pub struct AuditOptions {
     pub retention: Retention,
     /// How often retention runs (on its own thread and connection).
     pub retention_interval: Duration,
-    /// When the queue holds only records nobody waits for ([`AuditLog::submit_detached`]), the
-    /// writer waits up to this long for one somebody does wait for, and commits them in one
-    /// transaction: with write-ahead, an exchange's end record then shares the transaction of
-    /// the next request record instead of costing one of its own. Zero commits at once.
+    /// Records nobody waits for ([`AuditLog::submit_detached`]) do not wake the writer: they
+    /// are committed, in submission order, with the next record somebody waits for, or after
+    /// at most about this long. With write-ahead, an exchange's end record then shares the
+    /// transaction of the next request record instead of costing a wake-up and a transaction
+    /// of its own. Also the writer's longest sleep while idle.
     pub detached_linger: Duration,
 }
 
@@ -150,6 +151,10 @@ pub struct AuditStats {
 
 #[derive(Default)]
 struct Shared {
+    /// Submission order of every record (channel and side buffer alike).
+    order: AtomicU64,
+    /// Records nobody waits for, in submission order, waiting for the writer's next batch.
+    detached: Mutex<Detached>,
     committed: AtomicU64,
     batches: AtomicU64,
     overflowed: AtomicU64,
@@ -160,11 +165,25 @@ struct Shared {
 }
 
 type Ack = oneshot::Sender<Result<u64, CommitError>>;
-/// A queued record, and who waits for its commit (`None`: [`AuditLog::submit_detached`]).
-type Pending = (Box<AuditRecord>, Option<Ack>);
+
+/// A queued record: its submission order, and who waits for its commit (`None`:
+/// [`AuditLog::submit_detached`]).
+struct Pending {
+    order: u64,
+    record: Box<AuditRecord>,
+    ack: Option<Ack>,
+}
+
+/// The side buffer of detached records. `closed` is set by the writer as it takes the last of
+/// them, under the same lock, so a record is either taken or refused: never left behind.
+#[derive(Default)]
+struct Detached {
+    records: Vec<Pending>,
+    closed: bool,
+}
 
 enum Msg {
-    Record(Box<AuditRecord>, Option<Ack>),
+    Record(Pending),
     Shutdown,
 }
 
@@ -249,39 +268,66 @@ impl AuditLog {
     /// Queue a record. Never blocks. On `Ok`, await the returned [`Committed`] to know the
     /// record is durable. On `Err`, the record is counted as lost (see [`SubmitError`]).
     pub fn submit(&self, record: AuditRecord) -> Result<Committed, SubmitError> {
-        let (ack, rx) = oneshot::channel();
-        self.enqueue(record, Some(ack))?;
-        Ok(Committed { rx })
-    }
-
-    /// Queue a record nobody waits for (e.g. the end of an exchange whose request record is
-    /// already held for). Never blocks. It is committed like any other; a commit failure is
-    /// logged and counted in [`AuditStats::failed`], a refusal counted like [`submit`]'s.
-    ///
-    /// [`submit`]: AuditLog::submit
-    pub fn submit_detached(&self, record: AuditRecord) -> Result<(), SubmitError> {
-        self.enqueue(record, None)
-    }
-
-    fn enqueue(&self, record: AuditRecord, ack: Option<Ack>) -> Result<(), SubmitError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(SubmitError::Closed);
         }
-        match self.tx.try_send(Msg::Record(Box::new(record), ack)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                self.shared.overflowed.fetch_add(1, Ordering::Relaxed);
-                if self.shared.overflow_pending.fetch_add(1, Ordering::AcqRel) == 0 {
-                    tracing::warn!(
-                        capacity = self.capacity,
-                        "audit queue full: records are being lost; a marker record will count them"
-                    );
-                }
-                Err(SubmitError::QueueFull {
-                    capacity: self.capacity,
-                })
-            }
+        let (ack, rx) = oneshot::channel();
+        let order = self.shared.order.fetch_add(1, Ordering::AcqRel);
+        let pending = Pending {
+            order,
+            record: Box::new(record),
+            ack: Some(ack),
+        };
+        match self.tx.try_send(Msg::Record(pending)) {
+            Ok(()) => Ok(Committed { rx }),
+            Err(TrySendError::Full(_)) => Err(self.overflow()),
             Err(TrySendError::Disconnected(_)) => Err(SubmitError::Closed),
+        }
+    }
+
+    /// Queue a record nobody waits for (e.g. the end of an exchange whose request record is
+    /// already held for). Never blocks and never wakes the writer: the record is committed in
+    /// submission order with the next [`submit`]ted one, or within about
+    /// [`AuditOptions::detached_linger`]. A commit failure is logged and counted in
+    /// [`AuditStats::failed`]; a refusal is counted like [`submit`]'s.
+    ///
+    /// [`submit`]: AuditLog::submit
+    pub fn submit_detached(&self, record: AuditRecord) -> Result<(), SubmitError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(SubmitError::Closed);
+        }
+        let Ok(mut side) = self.shared.detached.lock() else {
+            return Err(SubmitError::Closed);
+        };
+        if side.closed {
+            return Err(SubmitError::Closed);
+        }
+        if side.records.len() >= self.capacity {
+            drop(side);
+            return Err(self.overflow());
+        }
+        // Ordered under the lock: the writer, which takes the channel's records before this
+        // buffer's, then never misses a detached record submitted before one it holds.
+        let order = self.shared.order.fetch_add(1, Ordering::AcqRel);
+        side.records.push(Pending {
+            order,
+            record: Box::new(record),
+            ack: None,
+        });
+        Ok(())
+    }
+
+    /// Counts a record refused for a full queue (a marker record will say how many).
+    fn overflow(&self) -> SubmitError {
+        self.shared.overflowed.fetch_add(1, Ordering::Relaxed);
+        if self.shared.overflow_pending.fetch_add(1, Ordering::AcqRel) == 0 {
+            tracing::warn!(
+                capacity = self.capacity,
+                "audit queue full: records are being lost; a marker record will count them"
+            );
+        }
+        SubmitError::QueueFull {
+            capacity: self.capacity,
         }
     }
 
@@ -415,32 +461,31 @@ impl Writer {
     }
 
     fn run(mut self, rx: Receiver<Msg>) {
+        // Idle, the writer still wakes every `detached_linger` to commit detached records.
         let tick = self
             .opts
             .checkpoint_interval
-            .min(Duration::from_secs(1))
-            .max(Duration::from_millis(10));
+            .min(self.opts.detached_linger)
+            .max(Duration::from_millis(1));
         let max_batch = self.opts.max_batch.max(1);
         let mut shutdown = false;
         let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
         while !shutdown {
             match rx.recv_timeout(tick) {
-                Ok(Msg::Record(r, ack)) => batch.push((r, ack)),
+                Ok(Msg::Record(p)) => batch.push(p),
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => shutdown = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
             loop {
                 while batch.len() < max_batch {
                     match rx.try_recv() {
-                        Ok(Msg::Record(r, ack)) => batch.push((r, ack)),
+                        Ok(Msg::Record(p)) => batch.push(p),
                         Ok(Msg::Shutdown) => shutdown = true,
                         Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                     }
                 }
-                if !shutdown {
-                    shutdown = self.linger(&rx, &mut batch, max_batch);
-                }
                 let full = batch.len() >= max_batch;
+                self.take_detached(&mut batch, false);
                 self.commit(&mut batch);
                 // On shutdown keep draining until the queue is empty; otherwise one batch.
                 if !(full || shutdown) {
@@ -448,7 +493,7 @@ impl Writer {
                 }
                 if shutdown && batch.is_empty() {
                     match rx.try_recv() {
-                        Ok(Msg::Record(r, ack)) => batch.push((r, ack)),
+                        Ok(Msg::Record(p)) => batch.push(p),
                         Ok(Msg::Shutdown) => {}
                         Err(_) => break,
                     }
@@ -459,37 +504,30 @@ impl Writer {
                 self.checkpoint_now();
             }
         }
+        // Detached records submitted up to now are taken; later ones are refused.
+        self.take_detached(&mut batch, true);
+        self.commit(&mut batch);
         if self.unsigned > 0 {
             self.checkpoint_now();
         }
         tracing::debug!(head = self.head.seq, "audit writer stopped");
     }
 
-    /// While `batch` holds only detached records, waits up to `detached_linger` for more, and
-    /// stops at the first record somebody waits for. Returns true on shutdown.
-    fn linger(&self, rx: &Receiver<Msg>, batch: &mut Vec<Pending>, max_batch: usize) -> bool {
-        if batch.is_empty() || batch.iter().any(|(_, ack)| ack.is_some()) {
-            return false;
-        }
-        let until = Instant::now() + self.opts.detached_linger;
-        while batch.len() < max_batch {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
+    /// Adds the detached records to `batch`, in submission order with the others; `close`
+    /// refuses any submitted afterwards.
+    fn take_detached(&self, batch: &mut Vec<Pending>, close: bool) {
+        let taken = match self.shared.detached.lock() {
+            Ok(mut side) => {
+                side.closed |= close;
+                std::mem::take(&mut side.records)
             }
-            match rx.recv_timeout(left) {
-                Ok(Msg::Record(r, ack)) => {
-                    let held = ack.is_some();
-                    batch.push((r, ack));
-                    if held {
-                        break;
-                    }
-                }
-                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => return true,
-                Err(RecvTimeoutError::Timeout) => break,
-            }
+            Err(_) => return,
+        };
+        if taken.is_empty() {
+            return;
         }
-        false
+        batch.extend(taken);
+        batch.sort_by_key(|p| p.order);
     }
 
     fn checkpoint_now(&mut self) {
@@ -515,8 +553,8 @@ impl Writer {
         let mut acks = Vec::with_capacity(batch.len());
         let mut head = self.head.clone();
         let mut failed_early = Vec::new();
-        for (rec, ack) in batch.drain(..) {
-            match seal(*rec, &head) {
+        for Pending { record, ack, .. } in batch.drain(..) {
+            match seal(*record, &head) {
                 Ok((row, h)) => {
                     acks.push((ack, row.seq));
                     rows.push(row);

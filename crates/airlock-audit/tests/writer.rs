@@ -271,15 +271,16 @@ fn detached_records_are_committed_in_order() {
     assert!(rep.ok() && rep.records == 60, "{rep:#?}");
 }
 
-/// Records nobody waits for linger in the queue for the next record somebody waits for, and
-/// share its transaction; alone, they are committed once the linger is over.
+/// Records nobody waits for wait (without waking the writer) for the next record somebody waits
+/// for, and share its transaction; alone, they are committed once the linger is over.
 #[test]
 fn detached_records_share_the_next_held_records_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(
         dir.path(),
         AuditOptions {
-            detached_linger: Duration::from_secs(5),
+            detached_linger: Duration::from_secs(3600),
+            checkpoint_interval: Duration::from_secs(3600),
             ..Default::default()
         },
     )
