@@ -20,6 +20,14 @@ pub const GATEWAY_OVERHEAD: &str = "airlock_gateway_overhead_seconds";
 pub const UPSTREAM_FIRST_BYTE: &str = "airlock_upstream_first_byte_seconds";
 /// How long the end of an answer was held until its audit record was committed.
 pub const AUDIT_COMMIT_WAIT: &str = "airlock_audit_commit_wait_seconds";
+/// Audit records committed.
+pub const AUDIT_RECORDS: &str = "airlock_audit_records_total";
+/// Audit write transactions.
+pub const AUDIT_TRANSACTIONS: &str = "airlock_audit_transactions_total";
+/// Audit records refused by a full queue.
+pub const AUDIT_LOST: &str = "airlock_audit_lost_records_total";
+/// Audit records the store refused.
+pub const AUDIT_FAILED: &str = "airlock_audit_failed_records_total";
 /// Request body bytes received from agents.
 pub const BYTES_IN: &str = "airlock_request_bytes_total";
 /// Response body bytes sent to agents.
@@ -365,6 +373,36 @@ pub fn render_body_budget(out: &mut String, in_use: u64, limit: u64) {
         "server.max_inflight_body_bytes.",
     );
     let _ = writeln!(out, "{INFLIGHT_BODY_LIMIT} {limit}");
+}
+
+/// The audit log's own counters (`AuditLog::stats`): what an operator alerts on (records
+/// lost to a full queue or a failing store) and what the writer costs (transactions).
+pub fn render_audit(out: &mut String, s: &airlock_audit::AuditStats) {
+    for (name, help, v) in [
+        (
+            AUDIT_RECORDS,
+            "Audit records committed by this process.",
+            s.committed,
+        ),
+        (
+            AUDIT_TRANSACTIONS,
+            "Audit write transactions committed (records share them).",
+            s.batches,
+        ),
+        (
+            AUDIT_LOST,
+            "Audit records refused because the queue was full (each counted in the chain by an overflow record).",
+            s.overflowed,
+        ),
+        (
+            AUDIT_FAILED,
+            "Audit records the store refused to commit.",
+            s.failed,
+        ),
+    ] {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
 }
 
 fn hist(out: &mut String, name: &str, labels: &str, h: &Histogram) {

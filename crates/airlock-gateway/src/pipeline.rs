@@ -466,6 +466,9 @@ pub async fn handle(
                         gw.body_budget().in_use(),
                         gw.body_budget().bytes(),
                     );
+                    if let Some(audit) = gw.audit() {
+                        crate::metrics::render_audit(&mut text, &audit.stats());
+                    }
                     plain(StatusCode::OK, "text/plain; version=0.0.4", text)
                 }
                 Err(msg) => plain(StatusCode::UNAUTHORIZED, "text/plain", msg),

@@ -75,11 +75,22 @@ async fn every_exchange_is_audited_and_the_chain_verifies() {
     .await;
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
 
+    // The log's counters are on /metrics: the forwarded request's two records and the two
+    // refusals' one each, all committed (the last answer was held for its own record, and the
+    // detached end record before it was committed with it or earlier).
+    let m = metrics(gw.addr).await;
+    assert!(m.contains("\nairlock_audit_records_total 4\n"), "{m}");
+    assert!(m.contains("\nairlock_audit_lost_records_total 0\n"), "{m}");
+    assert!(
+        m.contains("\nairlock_audit_failed_records_total 0\n"),
+        "{m}"
+    );
+
     gw.stop().await;
 
     let report = verify_dir(&data, &[], None).expect("verify runs");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert!(report.records >= 3, "{report:?}");
+    assert_eq!(report.records, 4, "{report:?}");
 
     let store = SqliteStore::open_existing(&data).unwrap();
     let records = query(&store, &AuditFilter::default()).unwrap();
