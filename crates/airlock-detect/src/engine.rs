@@ -1004,6 +1004,19 @@ mod tests {
         total
     }
 
+    /// The built-in numeric rules' matches are made of few kinds of bytes: code and prose
+    /// around a number break their runs.
+    #[test]
+    fn digit_gate_alphabet_of_the_builtin_rules() {
+        let (engine, _) = gated_and_ungated();
+        let (alphabet, min_len) = engine.digit_gate.as_ref().unwrap().alphabet();
+        assert_eq!(
+            alphabet,
+            "\t\n\u{b}\u{c}\r ()+-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZx"
+        );
+        assert_eq!(min_len, 4);
+    }
+
     #[test]
     fn digit_gate_changes_no_finding_on_examples_and_source() {
         let (gated, ungated) = gated_and_ungated();

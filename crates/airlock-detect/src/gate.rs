@@ -4,8 +4,9 @@
 //! Source code is full of digit runs (constant tables, versions, dates, hex), and each window
 //! used to go through every numeric rule's regex: nine searches with their own start-up cost,
 //! that almost never matched. The gate holds one fully built DFA per rule (unanchored, no
-//! captures), steps all of them together over the window (independent table lookups, so their
-//! latencies overlap), and drops a rule from the pass once its DFA has matched.
+//! captures). It steps a rule's DFA only over the runs of the window made of bytes a match can
+//! contain (digits, separators, upper-case letters) and at least as long as the rule's shortest
+//! match, and drops a rule once its DFA has matched (see [`DigitGate::matches`]).
 //!
 //! The patterns are compiled in ASCII mode (`\d` is `[0-9]`, `\b` is the ASCII word boundary,
 //! `(?i)` folds ASCII only). On text that is ASCII, including the byte either side of the window
@@ -17,9 +18,8 @@
 
 use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::nfa::thompson::{self, WhichCaptures};
-use regex_automata::util::primitives::StateID;
 use regex_automata::{Input, MatchKind};
-use regex_syntax::hir::Hir;
+use regex_syntax::hir::{Class, Hir, HirKind};
 
 /// Largest DFA built for one pattern (bytes); a pattern with a larger one is not gated.
 const DFA_LIMIT: usize = 1 << 20;
@@ -31,16 +31,21 @@ pub(crate) type Mask = u64;
 #[derive(Clone, Debug)]
 pub(crate) struct DigitGate {
     groups: Vec<Group>,
+    /// `usize::MAX` for each byte a match of some gated pattern can contain (its *alphabet*),
+    /// else 0.
+    alphabet: [usize; 256],
+    /// The shortest match of any gated pattern, at least 1.
+    min_len: usize,
 }
 
-/// Patterns compiled into one DFA.
+/// One pattern's DFA.
 #[derive(Clone, Debug)]
 struct Group {
     dfa: Dfa,
-    /// The gate bit of each of the DFA's patterns.
-    bits: Vec<Mask>,
-    /// All of them.
-    all: Mask,
+    /// The pattern's gate bit.
+    bit: Mask,
+    /// Its shortest match, in bytes.
+    min_len: usize,
 }
 
 type Dfa = dense::DFA<Vec<u32>>;
@@ -54,8 +59,8 @@ impl DigitGate {
     /// shared DFAs built in 100 ms and scanned no faster.)
     pub(crate) fn new(patterns: &[&str]) -> (Option<DigitGate>, Vec<Option<u32>>) {
         let mut slots = Vec::new();
-        // Per group: its patterns' syntax trees, their gate bits, its DFA.
-        let mut groups: Vec<(Vec<Hir>, Vec<Mask>, Dfa)> = Vec::new();
+        // Per group: its pattern's syntax tree, gate bit and DFA.
+        let mut groups: Vec<(Hir, Mask, Dfa)> = Vec::new();
         let mut next_bit = 0;
         for p in patterns {
             let hir = (next_bit < Mask::BITS).then(|| parse(p)).flatten();
@@ -65,7 +70,7 @@ impl DigitGate {
             };
             let bit = 1 << next_bit;
             match build(std::slice::from_ref(&hir), DFA_LIMIT) {
-                Some(d) => groups.push((vec![hir], vec![bit], d)),
+                Some(d) => groups.push((hir, bit, d)),
                 None => {
                     slots.push(None);
                     continue;
@@ -77,72 +82,137 @@ impl DigitGate {
         if groups.is_empty() {
             return (None, slots);
         }
-        let groups = groups
+        let mut bytes = [false; 256];
+        let groups: Vec<Group> = groups
             .into_iter()
-            .map(|(_, bits, dfa)| Group {
-                all: bits.iter().fold(0, |a, b| a | b),
-                bits,
-                dfa,
+            .map(|(hir, bit, dfa)| {
+                match_bytes(&hir, &mut bytes);
+                let min_len = hir.properties().minimum_len().unwrap_or(0);
+                Group { dfa, bit, min_len }
             })
             .collect();
-        (Some(DigitGate { groups }), slots)
+        let min_len = groups.iter().map(|g| g.min_len).min().unwrap_or(0);
+        if min_len == 0 {
+            // An empty match can sit anywhere: the whole window is one run.
+            bytes = [true; 256];
+        }
+        let gate = DigitGate {
+            groups,
+            alphabet: bytes.map(|b| if b { usize::MAX } else { 0 }),
+            min_len: min_len.max(1),
+        };
+        (Some(gate), slots)
     }
 
     /// The gated patterns with a match in `bytes[start..end]` (look-arounds see the bytes
     /// around it), or `None` when the gate cannot tell (text around the window not ASCII).
+    ///
+    /// A match is made of bytes of the gate's alphabet only (for the built-in rules digits,
+    /// upper-case letters, `x`, white space and `().+-`), so it lies in one run of alphabet bytes at
+    /// least as long as its pattern's shortest match. A rule's DFA steps only over such runs,
+    /// from the start state the byte before the run gives, and is fed the byte after it:
+    /// exactly what it sees of that run when it steps over the whole window. Most of a window
+    /// is the text around a number (code, words, punctuation) and costs one table lookup per
+    /// byte, without a branch that depends on the text, instead of a DFA step per rule.
     pub(crate) fn matches(&self, bytes: &[u8], start: usize, end: usize) -> Option<Mask> {
         let around = &bytes[start.saturating_sub(1)..(end + 1).min(bytes.len())];
         if !around.is_ascii() {
             return None;
         }
-        let input = Input::new(bytes).range(start..end);
         let n = self.groups.len();
-        let mut sids = [StateID::ZERO; Mask::BITS as usize];
-        for (sid, g) in sids.iter_mut().zip(&self.groups) {
-            *sid = g.dfa.start_state_forward(&input).ok()?;
-        }
-        // The groups still running: one table lookup per group per byte, independent of each
-        // other, so their latencies overlap.
-        let mut live: Mask = if n == 64 { !0 } else { (1 << n) - 1 };
+        let mut pending: Mask = if n == 64 { !0 } else { (1 << n) - 1 };
         let mut mask: Mask = 0;
-        let window = &bytes[start..end];
-        // Matches are reported one byte late: after the window, feed the byte after it, or the
-        // end of input.
-        for i in 0..=window.len() {
-            if live == 0 {
-                break;
+        // Length of the alphabet run ending before `i`.
+        let mut len = 0usize;
+        let mut i = start;
+        while i < end && pending != 0 {
+            len = (len + 1) & self.alphabet[usize::from(bytes[i])];
+            i += 1;
+            if len != self.min_len {
+                continue;
             }
-            let b = window.get(i).or(bytes.get(end)).copied();
-            let mut ks = live;
+            // A run long enough for some rule: find its end, and try the rules that fit in it.
+            let run = i - len;
+            while i < end && self.alphabet[usize::from(bytes[i])] != 0 {
+                i += 1;
+            }
+            let mut ks = pending;
             while ks != 0 {
                 let k = ks.trailing_zeros() as usize;
                 ks &= ks - 1;
                 let g = &self.groups[k];
-                let sid = match b {
-                    Some(b) if i < window.len() || end < bytes.len() => {
-                        g.dfa.next_state(sids[k], b)
-                    }
-                    _ => g.dfa.next_eoi_state(sids[k]),
-                };
-                sids[k] = sid;
-                if g.dfa.is_special_state(sid) {
-                    if g.dfa.is_match_state(sid) {
-                        for m in 0..g.dfa.match_len(sid) {
-                            mask |= g.bits[g.dfa.match_pattern(sid, m).as_usize()];
-                        }
-                        if mask & g.all == g.all {
-                            live &= !(1 << k);
-                        }
-                    } else if g.dfa.is_dead_state(sid) {
-                        live &= !(1 << k);
-                    } else if g.dfa.is_quit_state(sid) {
-                        // Not expected (ASCII mode has no quit bytes); let every rule run.
-                        return None;
-                    }
+                if i - run >= g.min_len && g.matches(bytes, run, i)? {
+                    mask |= g.bit;
+                    pending &= !(1 << k);
+                }
+            }
+            len = 0;
+        }
+        Some(mask)
+    }
+}
+
+#[cfg(test)]
+impl DigitGate {
+    /// The alphabet as text, and the shortest match.
+    pub(crate) fn alphabet(&self) -> (String, usize) {
+        let bytes = (0..=255u8).filter(|&b| self.alphabet[usize::from(b)] != 0);
+        (bytes.map(char::from).collect(), self.min_len)
+    }
+}
+
+impl Group {
+    /// Whether the DFA matches in `bytes[start..end]` (with the bytes around as context);
+    /// `None` if it gave up (not expected: ASCII mode has no quit bytes).
+    fn matches(&self, bytes: &[u8], start: usize, end: usize) -> Option<bool> {
+        let dfa = &self.dfa;
+        let mut sid = dfa
+            .start_state_forward(&Input::new(bytes).range(start..end))
+            .ok()?;
+        // Matches are reported one byte late: after the run, feed the byte after it, or the
+        // end of input.
+        for i in start..=end {
+            sid = match bytes.get(i) {
+                Some(&b) => dfa.next_state(sid, b),
+                None => dfa.next_eoi_state(sid),
+            };
+            if dfa.is_special_state(sid) {
+                if dfa.is_match_state(sid) {
+                    return Some(true);
+                } else if dfa.is_dead_state(sid) {
+                    return Some(false);
+                } else if dfa.is_quit_state(sid) {
+                    return None;
                 }
             }
         }
-        Some(mask)
+        Some(false)
+    }
+}
+
+/// Marks in `set` every byte a match of `hir` can contain (any byte of a class that reaches
+/// beyond ASCII: the gate only looks at ASCII text anyway).
+fn match_bytes(hir: &Hir, set: &mut [bool; 256]) {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => {}
+        HirKind::Literal(lit) => lit.0.iter().for_each(|&b| set[usize::from(b)] = true),
+        HirKind::Class(Class::Bytes(c)) => {
+            for r in c.ranges() {
+                (r.start()..=r.end()).for_each(|b| set[usize::from(b)] = true);
+            }
+        }
+        HirKind::Class(Class::Unicode(c)) => {
+            for r in c.ranges() {
+                let (lo, hi) = (u32::from(r.start()), u32::from(r.end()));
+                (lo..=hi.min(0x7F)).for_each(|b| set[b as usize] = true);
+                if hi > 0x7F {
+                    set[0x80..].fill(true);
+                }
+            }
+        }
+        HirKind::Repetition(r) => match_bytes(&r.sub, set),
+        HirKind::Capture(c) => match_bytes(&c.sub, set),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().for_each(|h| match_bytes(h, set)),
     }
 }
 
