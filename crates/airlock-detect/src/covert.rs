@@ -190,17 +190,8 @@ pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<Cover
         }
         // 5. Letters of another script in a Latin word (analysed once, from a letter that
         // touches a Latin letter).
-        if c.is_alphabetic()
-            && !matches!(
-                c.script(),
-                Script::Latin | Script::Common | Script::Inherited
-            )
-        {
-            let touches_latin = |o: Option<char>| {
-                o.is_some_and(|o| {
-                    o.is_ascii_alphabetic() || (o.is_alphabetic() && o.script() == Script::Latin)
-                })
-            };
+        if is_foreign_letter(c) {
+            let touches_latin = |o: Option<char>| o.is_some_and(is_latin_letter);
             if !touches_latin(text[..p].chars().next_back())
                 && !touches_latin(text[p + clen..].chars().next())
             {
@@ -242,6 +233,37 @@ pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<Cover
             continue;
         }
         i = p + clen;
+    }
+}
+
+/// A letter of a script other than Latin, Common or Inherited (a candidate look-alike in a
+/// Latin word). Latin-1, Latin Extended, combining marks and the punctuation and symbol blocks
+/// never are: answered without the two Unicode table lookups, which were most of the covert
+/// pass on text full of `×`, `÷` or `é` (Unicode test data). Checked against the lookups for
+/// every code point by a unit test.
+fn is_foreign_letter(c: char) -> bool {
+    if matches!(
+        c as u32,
+        0..=0x24F | 0x300..=0x36F | 0x1E00..=0x1EFF | 0x2000..=0x20FF | 0x2190..=0x2BFF
+    ) {
+        return false;
+    }
+    c.is_alphabetic()
+        && !matches!(
+            c.script(),
+            Script::Latin | Script::Common | Script::Inherited
+        )
+}
+
+/// A letter of the Latin script, ASCII or not; Latin-1 and blocks of other scripts without
+/// table lookups (checked like [`is_foreign_letter`]).
+fn is_latin_letter(c: char) -> bool {
+    match c as u32 {
+        0..=0x7F => c.is_ascii_alphabetic(),
+        0x80..=0xFF => matches!(c as u32, 0xAA | 0xBA | 0xC0..=0xD6 | 0xD8..=0xF6 | 0xF8..=0xFF),
+        // Greek to Vedic, CJK, Hangul syllables: no Latin letter.
+        0x370..=0x1CFF | 0x3000..=0x9FFF | 0xAC00..=0xD7FF => false,
+        _ => c.is_alphabetic() && c.script() == Script::Latin,
     }
 }
 
@@ -561,10 +583,7 @@ fn ascii_letter_prototype(c: char) -> Option<String> {
 
 fn mixed_script_hit(text: &str, base: usize, ws: usize, we: usize) -> Option<CovertHit> {
     let word = &text[ws..we];
-    let latin_letters = word
-        .chars()
-        .filter(|c| c.is_ascii_alphabetic() || (c.is_alphabetic() && c.script() == Script::Latin))
-        .count();
+    let latin_letters = word.chars().filter(|&c| is_latin_letter(c)).count();
     if latin_letters == 0 {
         return None;
     }
@@ -572,12 +591,7 @@ fn mixed_script_hit(text: &str, base: usize, ws: usize, we: usize) -> Option<Cov
     let mut foreign: Vec<(char, String)> = Vec::new();
     let mut other_letters = 0;
     for c in word.chars() {
-        if c.is_alphabetic()
-            && !matches!(
-                c.script(),
-                Script::Latin | Script::Common | Script::Inherited
-            )
-        {
+        if is_foreign_letter(c) {
             match ascii_letter_prototype(c) {
                 Some(proto) => {
                     reading.push_str(&proto);
@@ -721,6 +735,20 @@ pub fn find(text: &str) -> Vec<CovertHit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn letter_shortcuts_agree_with_the_unicode_tables() {
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let foreign = c.is_alphabetic()
+                && !matches!(
+                    c.script(),
+                    Script::Latin | Script::Common | Script::Inherited
+                );
+            assert_eq!(is_foreign_letter(c), foreign, "{c:?}");
+            let latin = c.is_alphabetic() && c.script() == Script::Latin;
+            assert_eq!(is_latin_letter(c), latin, "{c:?}");
+        }
+    }
 
     fn tags(s: &str) -> String {
         s.chars()
