@@ -39,7 +39,7 @@ use crate::redact::{self, Restore};
 use crate::runtime::{Runtime, Upstream};
 use crate::server::Gateway;
 use crate::upstream::{
-    AUDIT_COMMIT_TIMEOUT, BodyShape, BoxError, Observed, Outcome, Relay, strip_hop_by_hop,
+    AUDIT_COMMIT_TIMEOUT, BodyShape, BoxError, Observed, Outcome, Pieces, Relay, strip_hop_by_hop,
 };
 
 /// The response body type of the gateway.
@@ -645,7 +645,7 @@ async fn process(
     let inspected = match &parsed {
         Some((api, request, scope)) => inspect(gw, rt, ex, *api, request, scope, &body),
         None => Inspected::Forward {
-            body: body.clone(),
+            body: Pieces::whole(body.clone()),
             restore: None,
         },
     };
@@ -692,7 +692,7 @@ async fn process(
     })?;
     if let Some(cap) = ex.body_capture_cap() {
         // `[audit] store_bodies`: the body as it leaves, i.e. after redaction.
-        ex.observed.capture_request(&body, cap);
+        ex.observed.capture_request(&body.to_bytes(), cap);
     }
     ex.write_ahead()?;
     ex.overhead = Some(t_overhead.elapsed());
@@ -968,7 +968,7 @@ fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Option<Principal>, 
 enum Inspected {
     /// Forward `body`; when it was rewritten, `restore` says how to restore the response.
     Forward {
-        body: Bytes,
+        body: Pieces,
         restore: Option<Restore>,
     },
     /// A `block` action fired: this answer (403 in the API's shape) goes back to the agent.
@@ -1003,7 +1003,7 @@ fn inspect(
     let scope = scope.clone();
     let actions = rt.redaction.for_subject(ex.team.as_deref(), &ex.tool);
     let detector = redactor.detector();
-    let result = request.inspect(api, &*detector, &actions, &scope);
+    let (result, edits) = request.inspect_edits(api, &*detector, &actions, &scope);
     ex.findings = u32::try_from(result.findings.len()).unwrap_or(u32::MAX);
     ex.findings_applied =
         u32::try_from(result.findings.iter().filter(|f| f.applied).count()).unwrap_or(u32::MAX);
@@ -1044,15 +1044,16 @@ fn inspect(
         );
         return Inspected::Blocked(r);
     }
-    match result.body {
-        Some(rewritten) => Inspected::Forward {
-            body: Bytes::from(rewritten),
-            restore: Some(Restore { api, scope }),
-        },
-        None => Inspected::Forward {
-            body: body.clone(),
+    if edits.is_empty() {
+        Inspected::Forward {
+            body: Pieces::whole(body.clone()),
             restore: None,
-        },
+        }
+    } else {
+        Inspected::Forward {
+            body: Pieces::edited(body, edits),
+            restore: Some(Restore { api, scope }),
+        }
     }
 }
 
@@ -1119,12 +1120,12 @@ async fn forward(
     up: &Upstream,
     uri: http::Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Pieces,
 ) -> Result<Response<Incoming>, Reject> {
     let host = up.authority.as_str();
     let mut attempt = 0u32;
     loop {
-        let mut req = Request::new(Full::new(body.clone()));
+        let mut req = Request::new(body.clone().into_body());
         *req.method_mut() = Method::POST;
         *req.uri_mut() = uri.clone();
         *req.headers_mut() = headers.clone();

@@ -243,6 +243,25 @@ impl<'a> Request<'a> {
         actions: &Actions,
         scope: &VaultScope,
     ) -> Inspection {
+        let (mut out, mut edits) = self.inspect_edits(api, detector, actions, scope);
+        if !edits.is_empty() {
+            out.body = Some(json::apply_edits(self.src, &mut edits).into_bytes());
+        }
+        out
+    }
+
+    /// [`Request::inspect`] without building the rewritten body: [`Inspection::body`] stays
+    /// `None` and the rewrite comes back as edits of this body's bytes, in order and
+    /// disjoint ([`json::order_edits`]); empty when nothing changed or the request is blocked.
+    /// The gateway sends the unchanged stretches between them as slices of the received body
+    /// instead of copying a megabyte per turn.
+    pub fn inspect_edits(
+        &self,
+        api: Api,
+        detector: &dyn Detector,
+        actions: &Actions,
+        scope: &VaultScope,
+    ) -> (Inspection, Vec<json::Edit>) {
         let mut cx = Cx {
             det: detector,
             actions,
@@ -282,11 +301,12 @@ impl<'a> Request<'a> {
                 items: rec.1,
             });
         }
-        let mut out = cx.out;
-        if out.blocked.is_none() && !edits.is_empty() {
-            out.body = Some(json::apply_edits(src, &mut edits).into_bytes());
+        let out = cx.out;
+        if out.blocked.is_some() {
+            edits.clear();
         }
-        out
+        json::order_edits(&mut edits);
+        (out, edits)
     }
 }
 

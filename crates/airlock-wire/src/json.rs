@@ -327,7 +327,22 @@ pub struct Edit {
     pub text: String,
 }
 
-/// Apply non-overlapping edits (any order) to `src`.
+/// Sorts `edits` by position and drops any that overlaps an earlier one (the first wins), so
+/// they can be applied in order.
+pub fn order_edits(edits: &mut Vec<Edit>) {
+    edits.sort_by_key(|e| (e.start, e.end));
+    let mut pos = 0;
+    edits.retain(|e| {
+        let keep = e.start >= pos && e.end >= e.start;
+        if keep {
+            pos = e.end;
+        }
+        keep
+    });
+}
+
+/// Apply non-overlapping edits (any order) to `src`; an edit overlapping an earlier one is
+/// dropped (the first wins, as in [`order_edits`]).
 pub fn apply_edits(src: &str, edits: &mut [Edit]) -> String {
     edits.sort_by_key(|e| (e.start, e.end));
     let added: usize = edits.iter().map(|e| e.text.len()).sum();
