@@ -961,23 +961,14 @@ async fn a_streaming_request_is_on_record_before_its_answer_ends() {
     let mock = Mock::start().await;
     let mut gw = start_gateway(&base_config(mock.addr, "")).await;
     let data = gw.data_dir();
-    let feed = mock.take_stream();
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{}/v1/messages", gw.addr))
-        .header("content-type", "application/json")
-        .header("user-agent", "claude-cli/2.1.332 (external, cli)")
-        .header("x-mock", "channel")
-        .body(http_body_util::Full::new(bytes::Bytes::from_static(
-            br#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"say hello"}]}"#,
-        )))
-        .unwrap();
-    let client = client();
-    let resp = tokio::spawn(async move { client.request(req).await.unwrap() });
-    let tx = tokio::time::timeout(Duration::from_secs(5), feed)
-        .await
-        .unwrap()
-        .unwrap();
+    let (tx, resp) = mock
+        .stream_through(
+            gw.addr,
+            "/v1/messages",
+            &[("user-agent", "claude-cli/2.1.332 (external, cli)")],
+            r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"say hello"}]}"#,
+        )
+        .await;
     tx.send(bytes::Bytes::from_static(
         b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n",
     ))

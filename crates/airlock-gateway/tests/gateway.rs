@@ -310,20 +310,9 @@ async fn gemini_without_upstream_gets_google_shaped_404() {
 async fn streamed_events_arrive_one_by_one() {
     let mock = Mock::start().await;
     let gw = start_gateway(&base_config(mock.addr, "")).await;
-    let feed = mock.take_stream();
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{}/v1/messages", gw.addr))
-        .header("content-type", "application/json")
-        .header("x-mock", "channel")
-        .body(http_body_util::Full::new(Bytes::from(anthropic_body(true))))
-        .unwrap();
-    let client = client();
-    let resp_fut = tokio::spawn(async move { client.request(req).await.unwrap() });
-    let tx = tokio::time::timeout(Duration::from_secs(5), feed)
-        .await
-        .unwrap()
-        .unwrap();
+    let (tx, resp_fut) = mock
+        .stream_through(gw.addr, "/v1/messages", &[], anthropic_body(true))
+        .await;
     // The response head only comes once the upstream answered; the first event follows.
     tx.send(Bytes::from_static(
         b"event: message_start\ndata: {\"n\":1}\n\n",
@@ -367,22 +356,14 @@ async fn streamed_events_arrive_one_by_one() {
 async fn client_disconnect_cancels_upstream() {
     let mock = Mock::start().await;
     let gw = start_gateway(&base_config(mock.addr, "")).await;
-    let feed = mock.take_stream();
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{}/v1/chat/completions", gw.addr))
-        .header("content-type", "application/json")
-        .header("x-mock", "channel")
-        .body(http_body_util::Full::new(Bytes::from(
+    let (tx, resp_fut) = mock
+        .stream_through(
+            gw.addr,
+            "/v1/chat/completions",
+            &[],
             r#"{"model":"gpt-5","stream":true,"messages":[]}"#,
-        )))
-        .unwrap();
-    let client = client();
-    let resp_fut = tokio::spawn(async move { client.request(req).await.unwrap() });
-    let tx = tokio::time::timeout(Duration::from_secs(5), feed)
-        .await
-        .unwrap()
-        .unwrap();
+        )
+        .await;
     tx.send(Bytes::from_static(b"data: {\"n\":1}\n\n"))
         .await
         .unwrap();
@@ -751,20 +732,9 @@ async fn idle_upstream_mid_stream_is_cut() {
     let mock = Mock::start().await;
     let cfg = base_config(mock.addr, "").replace("idle_timeout_ms = 3000", "idle_timeout_ms = 300");
     let gw = start_gateway(&cfg).await;
-    let feed = mock.take_stream();
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{}/v1/messages", gw.addr))
-        .header("content-type", "application/json")
-        .header("x-mock", "channel")
-        .body(http_body_util::Full::new(Bytes::from(anthropic_body(true))))
-        .unwrap();
-    let c = client();
-    let resp_fut = tokio::spawn(async move { c.request(req).await.unwrap() });
-    let tx = tokio::time::timeout(Duration::from_secs(5), feed)
-        .await
-        .unwrap()
-        .unwrap();
+    let (tx, resp_fut) = mock
+        .stream_through(gw.addr, "/v1/messages", &[], anthropic_body(true))
+        .await;
     tx.send(Bytes::from_static(b"event: ping\ndata: {}\n\n"))
         .await
         .unwrap();

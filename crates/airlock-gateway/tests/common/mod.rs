@@ -102,6 +102,39 @@ impl Mock {
         rx
     }
 
+    /// Sends a streaming `body` to `path` on the gateway at `gw` with `x-mock: channel` (and
+    /// `headers`), and waits until the request reached this mock: returns the sender that
+    /// feeds the mock's answer, and the gateway's response, which arrives once the first
+    /// event is sent.
+    pub async fn stream_through(
+        &self,
+        gw: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (
+        mpsc::Sender<Bytes>,
+        tokio::task::JoinHandle<Response<Incoming>>,
+    ) {
+        let feed = self.take_stream();
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(format!("http://{gw}{path}"))
+            .header("content-type", "application/json")
+            .header("x-mock", "channel");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body.into())).unwrap();
+        let c = client();
+        let resp = tokio::spawn(async move { c.request(req).await.unwrap() });
+        let tx = tokio::time::timeout(Duration::from_secs(5), feed)
+            .await
+            .expect("the request reached the mock upstream")
+            .unwrap();
+        (tx, resp)
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
