@@ -176,7 +176,8 @@ impl BodyCapture {
     }
 }
 
-/// One audit record: one exchange through the gateway (or an overflow marker).
+/// One audit record: an exchange through the gateway, the request side of one written ahead,
+/// or a record of the log itself (overflow, admin access, throttled refusals).
 ///
 /// `seq`, `prev_hash` and `hash` are assigned by the writer; whatever the caller puts there is
 /// overwritten.

@@ -1,4 +1,5 @@
-//! The audit trail written by the gateway: one hash-chained record per exchange, verifiable
+//! The audit trail written by the gateway: hash-chained records of every exchange (a forwarded
+//! one has a request record written ahead, then its exchange record), verifiable
 //! afterwards with `airlock_audit::verify_dir`.
 
 mod common;
