@@ -196,9 +196,13 @@ fn build_engine(global: &Global, args: &Args) -> anyhow::Result<(Engine, DetectC
     Ok((engine, cfg))
 }
 
-/// Read at most `max` bytes; `Ok(None)` when the input is larger.
-fn read_bounded(mut r: impl Read, max: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let mut buf = Vec::new();
+/// Read at most `max` bytes; `Ok(None)` when the input is larger. `expected` (a file's size
+/// from its metadata) sizes the buffer up front, so a file is read in one call and one probe
+/// for its end, without the doubling reads and copies of an unsized buffer; it is only a hint
+/// (a file may grow or shrink meanwhile) and is capped at `max`.
+fn read_bounded(mut r: impl Read, max: u64, expected: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let cap = usize::try_from(expected.min(max).saturating_add(1)).unwrap_or(0);
+    let mut buf = Vec::with_capacity(cap);
     r.by_ref()
         .take(max.saturating_add(1))
         .read_to_end(&mut buf)?;
@@ -229,7 +233,7 @@ fn scan_file(engine: &Engine, path: &Path, display: &str, max: u64, out: &Mutex<
             return Err(format!("skip:{}", meta.len()));
         }
         let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-        let Some(bytes) = read_bounded(file, max).map_err(|e| e.to_string())? else {
+        let Some(bytes) = read_bounded(file, max, meta.len()).map_err(|e| e.to_string())? else {
             return Err(format!("skip:{}", max.saturating_add(1)));
         };
         if memchr_nul(&bytes[..bytes.len().min(8192)]) {
@@ -297,7 +301,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
     for p in &paths {
         if p == "-" {
             let stdin = std::io::stdin();
-            match read_bounded(stdin.lock(), max) {
+            match read_bounded(stdin.lock(), max, 0) {
                 Ok(Some(bytes)) => {
                     let findings: Vec<OutFinding> = engine
                         .scan_bytes(&bytes)
