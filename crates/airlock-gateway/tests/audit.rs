@@ -1035,3 +1035,98 @@ async fn a_streaming_request_is_on_record_before_its_answer_ends() {
     assert_eq!(recs[1].status, Some(200));
     assert!(recs[1].response_bytes > 0);
 }
+
+/// Fail-closed write-ahead: a request whose record the audit queue cannot take is refused
+/// before anything is sent upstream, and the loss is counted in the chain. The queue holds one
+/// record and the writer is stalled by another connection holding SQLite's write lock; the
+/// forwarded requests' answers stream from the mock and stay open, so nothing else is queued.
+#[tokio::test]
+async fn a_request_the_audit_queue_cannot_record_is_not_sent_under_fail_closed() {
+    use std::time::Duration;
+    let mock = Mock::start().await;
+    let mut gw = start_gateway(&base_config(mock.addr, "[audit]\nqueue_capacity = 1\n")).await;
+    let data = gw.data_dir();
+    let lock = rusqlite::Connection::open(data.join(airlock_audit::DB_FILE)).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    // Requests are forwarded while their records fit: one in the stalled writer's hands, one
+    // in the queue (how they batch depends on scheduling). The first request whose record
+    // finds no room is refused.
+    let mut open = Vec::new();
+    let mut refused = None;
+    for n in 1..=6u32 {
+        let mut feed = mock.take_stream();
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/v1/chat/completions", gw.addr))
+            .header("content-type", "application/json")
+            .header("user-agent", "QwenCode/0.24.4 (linux; x64)")
+            .header("x-mock", "channel")
+            .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+                r#"{{"model":"gpt-5","stream":true,"messages":[{{"role":"user","content":"turn {n}"}}]}}"#
+            ))))
+            .unwrap();
+        let c = client();
+        let mut resp = tokio::spawn(async move { c.request(req).await.unwrap() });
+        tokio::select! {
+            tx = &mut feed => open.push((tx.unwrap(), resp)),
+            r = &mut resp => {
+                refused = Some(r.unwrap());
+                break;
+            }
+            _ = tokio::time::sleep(Duration::from_secs(5)) => panic!("request {n} neither sent nor refused"),
+        }
+    }
+    let refused = refused.expect("a request is refused once the queue is full");
+    assert_eq!(refused.status(), 503);
+    let b = refused.into_body().collect().await.unwrap().to_bytes();
+    let msg = json(&b)["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("audit log"), "{msg}");
+    assert!(!open.is_empty());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        mock.seen().len(),
+        open.len(),
+        "the refused request reached the upstream"
+    );
+    let forwarded = open.len();
+
+    // The lock goes: the forwarded requests' records are committed, their answers complete.
+    lock.execute_batch("ROLLBACK").unwrap();
+    for (tx, resp) in open {
+        tx.send(bytes::Bytes::from_static(
+            b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n",
+        ))
+        .await
+        .unwrap();
+        drop(tx);
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    gw.stop().await;
+    drop(lock);
+
+    let report = verify_dir(&data, &[], None).expect("verify runs");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let recs = query(
+        &SqliteStore::open_existing(&data).unwrap(),
+        &AuditFilter::default(),
+    )
+    .unwrap();
+    // Every request that went upstream has its request record; the refused one is counted.
+    let requests = recs
+        .iter()
+        .filter(|r| r.kind == airlock_audit::RecordKind::Request)
+        .count();
+    assert_eq!(requests, forwarded, "{recs:#?}");
+    let lost: u64 = recs
+        .iter()
+        .filter(|r| r.kind == airlock_audit::RecordKind::Overflow)
+        .filter_map(|r| r.lost_records)
+        .sum();
+    assert!(lost >= 1, "the refused record is counted: {recs:#?}");
+}
