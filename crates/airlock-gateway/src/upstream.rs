@@ -61,34 +61,30 @@ impl Pieces {
     /// overlapping or out of range) are skipped, as `airlock_wire::json::apply_edits` does.
     pub fn edited(body: &Bytes, edits: Vec<airlock_wire::json::Edit>) -> Pieces {
         let many = edits.len() > MAX_EDITS_AS_PIECES;
-        let mut parts = Vec::with_capacity(if many { 1 } else { edits.len() * 2 + 1 });
-        let mut whole: Vec<u8> = Vec::new();
+        let mut parts = Vec::with_capacity(edits.len() * 2 + 1);
         let mut pos = 0;
         for e in edits {
             if e.start < pos || e.end < e.start || e.end > body.len() {
                 continue;
             }
-            if many {
-                whole.extend_from_slice(&body[pos..e.start]);
-                whole.extend_from_slice(e.text.as_bytes());
-            } else {
-                if e.start > pos {
-                    parts.push(body.slice(pos..e.start));
-                }
-                if !e.text.is_empty() {
-                    parts.push(Bytes::from(e.text));
-                }
+            if e.start > pos {
+                parts.push(body.slice(pos..e.start));
+            }
+            if !e.text.is_empty() {
+                parts.push(Bytes::from(e.text));
             }
             pos = e.end;
         }
-        if many {
-            whole.extend_from_slice(&body[pos..]);
-            parts.push(Bytes::from(whole));
-        } else if pos < body.len() {
+        if pos < body.len() {
             parts.push(body.slice(pos..));
         }
         let len = parts.iter().map(|p| p.len() as u64).sum();
-        Pieces { parts, len }
+        let pieces = Pieces { parts, len };
+        if many {
+            Pieces::whole(pieces.to_bytes())
+        } else {
+            pieces
+        }
     }
 
     /// Total length in bytes.
