@@ -2,7 +2,9 @@
 //! so the figure is meaningful on a loaded machine. Usage:
 //! `cargo run --release -p airlock-detect --example throughput [FILES... | DIR]`
 //! Without arguments it uses the same corpora as the criterion bench; with one directory, every
-//! file `airlock scan` would scan in it, one by one.
+//! file `airlock scan` would scan in it, one by one. `WITHOUT=split-windows` (or another name of
+//! `Engine::without_shortcut`) with a directory compares the engine with and without that
+//! shortcut in alternate rounds of one process.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -127,25 +129,8 @@ fn keyword_pass(engine: &Engine, data: &[u8]) {
 /// first 8 KiB), read first, then scanned one by one on this thread: five rounds, the best
 /// one counts (the engine's share of a whole-process `airlock scan`).
 fn tree(engine: &Engine, dir: &str) {
-    fn walk(p: &std::path::Path, out: &mut Vec<Vec<u8>>) {
-        if p.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .collect();
-            v.sort();
-            v.iter().for_each(|q| walk(q, out));
-        } else if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() <= 10 << 20)
-            && let Ok(b) = std::fs::read(p)
-            && !b[..b.len().min(8192)].contains(&0)
-        {
-            out.push(b);
-        }
-    }
     let mut files = Vec::new();
-    walk(std::path::Path::new(dir), &mut files);
+    files_of(std::path::Path::new(dir), &mut files);
     let mb = files.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
     let (mut best, mut n) = (f64::MAX, 0);
     for _ in 0..5 {
@@ -161,6 +146,68 @@ fn tree(engine: &Engine, dir: &str) {
         files.len(),
         best,
         mb / best.max(1e-9)
+    );
+}
+
+/// Every file under `p` that `airlock scan` would scan, in path order.
+fn files_of(p: &std::path::Path, out: &mut Vec<Vec<u8>>) {
+    if p.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        v.sort();
+        v.iter().for_each(|q| files_of(q, out));
+    } else if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() <= 10 << 20)
+        && let Ok(b) = std::fs::read(p)
+        && !b[..b.len().min(8192)].contains(&0)
+    {
+        out.push(b);
+    }
+}
+
+/// The files of `dir` as [`tree`] reads them, scanned by `a` and `b` in alternate rounds
+/// (eight each), so both meet the same machine: CPU seconds per round and the ratio of medians.
+fn compare(a: &Engine, b: &Engine, b_name: &str, dir: &str) {
+    let mut files = Vec::new();
+    files_of(std::path::Path::new(dir), &mut files);
+    let mb = files.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
+    let round = |e: &Engine| {
+        let c0 = cpu_ns();
+        let n = files.iter().map(|f| e.scan_bytes(f).len()).sum::<usize>();
+        ((cpu_ns() - c0) as f64 / 1e9, n)
+    };
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    let (mut na, mut nb) = (0, 0);
+    for i in 0..16 {
+        if i % 2 == 0 {
+            let (t, n) = round(a);
+            ta.push(t);
+            na = n;
+        } else {
+            let (t, n) = round(b);
+            tb.push(t);
+            nb = n;
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    let (ma, mb_) = (median(&mut ta), median(&mut tb));
+    println!(
+        "{dir}: {} files, {mb:.1} MB; alternate rounds, CPU s median (min):\n  \
+         all shortcuts        {ma:.3} ({:.3})  {:.1} MB/s  {na} findings\n  \
+         without {b_name:<12} {mb_:.3} ({:.3})  {:.1} MB/s  {nb} findings\n  \
+         ratio {:.2}",
+        files.len(),
+        ta[0],
+        mb / ma,
+        tb[0],
+        mb / mb_,
+        mb_ / ma
     );
 }
 
@@ -201,7 +248,16 @@ fn main() {
     if let [dir] = &args[..]
         && std::path::Path::new(dir).is_dir()
     {
-        tree(&engine, dir);
+        match std::env::var("WITHOUT") {
+            // `WITHOUT=split-windows`: this engine against one with that shortcut off.
+            Ok(name) => {
+                let other = Engine::builtin()
+                    .expect("rules compile")
+                    .without_shortcut(&name);
+                compare(&engine, &other, &name, dir);
+            }
+            Err(_) => tree(&engine, dir),
+        }
         return;
     }
     if !args.is_empty() {

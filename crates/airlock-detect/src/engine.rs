@@ -142,6 +142,11 @@ pub struct Engine {
     /// Whether ASCII windows go to the rules' ASCII-mode regexes (off only in tests, to
     /// compare).
     ascii_regexes: bool,
+    /// Whether windows that are not ASCII are searched stretch by stretch between the bytes no
+    /// match holds (`rules::Cuts`; off only in tests, to compare).
+    split_windows: bool,
+    /// Whether the digit-run pass skips stretches too sparse in digits (off only to compare).
+    dense_digits: bool,
     /// Detector index -> rule index.
     covert_rules: [Option<u32>; 6],
     covert_enabled: [bool; 6],
@@ -218,9 +223,27 @@ impl Engine {
             digit_gate_bits,
             always_rules,
             ascii_regexes: true,
+            split_windows: true,
+            dense_digits: true,
             covert_rules,
             covert_enabled,
         })
+    }
+
+    /// This engine with one of its shortcuts off (`ascii-regexes`, `split-windows`,
+    /// `dense-digits`, `digit-gate`), for benchmarks that compare the two in one process (runs
+    /// on these shared machines vary more between processes than the shortcuts do). Findings are the same; an
+    /// unknown name changes nothing.
+    #[doc(hidden)]
+    pub fn without_shortcut(mut self, name: &str) -> Engine {
+        match name {
+            "ascii-regexes" => self.ascii_regexes = false,
+            "split-windows" => self.split_windows = false,
+            "dense-digits" => self.dense_digits = false,
+            "digit-gate" => self.digit_gate = None,
+            _ => {}
+        }
+        self
     }
 
     /// Scan text. Findings are sorted by start offset.
@@ -284,7 +307,7 @@ impl Engine {
             // The windows around digit runs, merged as each rule's list would merge them; then
             // each goes to the rules that can match in it.
             let mut merged = std::mem::take(&mut table.digit_windows);
-            digit_runs(bytes, |s, e| {
+            digit_runs(bytes, self.dense_digits, |s, e| {
                 let w = Window {
                     start: s.saturating_sub(DIGIT_MARGIN),
                     end: (e + DIGIT_MARGIN).min(bytes.len()),
@@ -323,46 +346,36 @@ impl Engine {
             let list = &table.lists[ri];
             let rule = &self.rules[ri];
             let Some(unicode) = &rule.regex else { continue };
-            // Captures of the Unicode and the ASCII regex, made when first needed.
-            let mut caps = [None, None];
-            let mut last_value_start = usize::MAX;
+            let mut search = Search {
+                engine: self,
+                ri,
+                rule,
+                bytes,
+                unicode,
+                caps: [None, None],
+                last_value_start: usize::MAX,
+            };
             for w in list {
-                // An ASCII window (and the byte either side, where look-arounds look) goes to
-                // the ASCII-mode regex: same matches, smaller automata (`Rule::ascii_regex`).
                 let around = &bytes[w.start.saturating_sub(1)..(w.end + 1).min(bytes.len())];
-                let (re, caps) = match rule.ascii_regex() {
-                    Some(ascii) if self.ascii_regexes && around.is_ascii() => (ascii, &mut caps[1]),
-                    _ => (unicode, &mut caps[0]),
-                };
-                let mut at = w.start;
-                while at <= w.end && raw.len() < MAX_FINDINGS {
-                    let input = Input::new(bytes).span(at..w.end);
-                    // The value is the match itself: a search without captures finds it.
-                    let (m, span) = if rule.value_is_match {
-                        let Some(m) = re.search(&input) else { break };
-                        (m, m.span())
-                    } else {
-                        let caps = caps.get_or_insert_with(|| re.create_captures());
-                        re.search_captures(&input, caps);
-                        let Some(m) = caps.get_match() else { break };
-                        let span = rule
-                            .value_group
-                            .and_then(|g| caps.get_group(g))
-                            .unwrap_or(m.span());
-                        (m, span)
-                    };
-                    at = if m.end() > m.start() {
-                        m.end()
-                    } else {
-                        m.end() + 1
-                    };
-                    if span.start == last_value_start || span.is_empty() {
-                        continue;
+                match &rule.cuts {
+                    // Not ASCII: the stretches between the bytes no match holds, one by one.
+                    Some(cuts) if self.split_windows && !around.is_ascii() => {
+                        let mut s = w.start;
+                        while s < w.end {
+                            while s < w.end && cuts.is_cut(bytes[s]) {
+                                s += 1;
+                            }
+                            let mut e = s;
+                            while e < w.end && !cuts.is_cut(bytes[e]) {
+                                e += 1;
+                            }
+                            if e - s >= cuts.min_len {
+                                search.span(s, e, &mut raw);
+                            }
+                            s = e;
+                        }
                     }
-                    if let Some(r) = self.check(ri, rule, bytes, span.start, span.end) {
-                        last_value_start = span.start;
-                        raw.push(r);
-                    }
+                    _ => search.span(w.start, w.end, &mut raw),
                 }
             }
         }
@@ -483,6 +496,69 @@ impl Engine {
                 }
             })
             .collect()
+    }
+}
+
+/// The searches of one rule's windows: its regexes, their captures (made when first needed),
+/// and the value last reported, so a value two windows share is reported once.
+struct Search<'a> {
+    engine: &'a Engine,
+    ri: usize,
+    rule: &'a Rule,
+    bytes: &'a [u8],
+    unicode: &'a regex_automata::meta::Regex,
+    /// Captures of the Unicode and of the ASCII regex.
+    caps: [Option<regex_automata::util::captures::Captures>; 2],
+    last_value_start: usize,
+}
+
+impl Search<'_> {
+    /// Every match in `bytes[start..end]` (look-arounds see the bytes around it), checked, into
+    /// `raw`.
+    fn span(&mut self, start: usize, end: usize, raw: &mut Vec<Raw>) {
+        let (rule, bytes) = (self.rule, self.bytes);
+        // An ASCII span (and the byte either side, where look-arounds look) goes to the
+        // ASCII-mode regex: same matches, smaller automata (`Rule::ascii_regex`).
+        let around = &bytes[start.saturating_sub(1)..(end + 1).min(bytes.len())];
+        let (re, caps) = match rule.ascii_regex() {
+            Some(ascii) if self.engine.ascii_regexes && around.is_ascii() => {
+                (ascii, &mut self.caps[1])
+            }
+            _ => (self.unicode, &mut self.caps[0]),
+        };
+        let mut at = start;
+        while at <= end && raw.len() < MAX_FINDINGS {
+            let input = Input::new(bytes).span(at..end);
+            // The value is the match itself: a search without captures finds it.
+            let (m, span) = if rule.value_is_match {
+                let Some(m) = re.search(&input) else { break };
+                (m, m.span())
+            } else {
+                let caps = caps.get_or_insert_with(|| re.create_captures());
+                re.search_captures(&input, caps);
+                let Some(m) = caps.get_match() else { break };
+                let span = rule
+                    .value_group
+                    .and_then(|g| caps.get_group(g))
+                    .unwrap_or(m.span());
+                (m, span)
+            };
+            at = if m.end() > m.start() {
+                m.end()
+            } else {
+                m.end() + 1
+            };
+            if span.start == self.last_value_start || span.is_empty() {
+                continue;
+            }
+            if let Some(r) = self
+                .engine
+                .check(self.ri, rule, bytes, span.start, span.end)
+            {
+                self.last_value_start = span.start;
+                raw.push(r);
+            }
+        }
     }
 }
 
@@ -740,16 +816,45 @@ impl Windows {
 
 /// Position of the first ASCII digit at or after `i`. Skips 32 bytes at a time with a
 /// branch-free test the compiler vectorises (about 3× the plain byte loop on source code).
-fn next_digit(bytes: &[u8], mut i: usize) -> Option<usize> {
-    while let Some(chunk) = bytes.get(i..i + 32) {
-        if chunk
-            .iter()
-            .fold(0u8, |acc, &b| acc | u8::from(b.wrapping_sub(b'0') < 10))
-            != 0
-        {
-            break;
+#[cfg(test)]
+fn next_digit(bytes: &[u8], i: usize) -> Option<usize> {
+    next_run_start(bytes, i, false)
+}
+
+/// Position of the first ASCII digit at or after `i`, or with `dense`, of the first digit of a
+/// 16-byte block that can hold the start of a qualifying digit run (see [`digit_runs`]).
+///
+/// Why `dense` is exact: a qualifying run has at least four digits (an IPv4 address) and at most
+/// two separators between two digits, so its first four digits lie within ten bytes of its
+/// start, in its block and the next; a block that holds, with the next one, fewer than four
+/// digits starts none. Skipping it moves where the next run is looked for, never what is
+/// reported: a run that began before such a block and goes on into the next one is cut where
+/// the search resumes, and a suffix of a run qualifies only if the run does (it has no more
+/// digits or dots). Source code is full of lone digits (`u8`, `i32`, `[0]`); most blocks of it
+/// hold none or one, and each digit used to cost a trip through the run loop.
+fn next_run_start(bytes: &[u8], mut i: usize, dense: bool) -> Option<usize> {
+    let is_digit = |b: u8| u8::from(b.wrapping_sub(b'0') < 10);
+    // Digits in the 16 bytes at `at` (each block counted once, only where 32 bytes hold one).
+    let count = |at: usize| {
+        bytes
+            .get(at..at + 16)
+            .map(|b| b.iter().map(|&x| is_digit(x)).sum::<u8>())
+    };
+    loop {
+        if let Some(chunk) = bytes.get(i..i + 32) {
+            if chunk.iter().fold(0u8, |acc, &b| acc | is_digit(b)) == 0 {
+                i += 32;
+                continue;
+            }
+            if dense
+                && let (Some(here), Some(next)) = (count(i), count(i + 16))
+                && here + next < 4
+            {
+                i += 16;
+                continue;
+            }
         }
-        i += 32;
+        break;
     }
     bytes
         .get(i..)?
@@ -759,12 +864,13 @@ fn next_digit(bytes: &[u8], mut i: usize) -> Option<usize> {
 }
 
 /// Call `f(start, end)` for each run of digits (with separators) long enough to be a phone,
-/// card, id or bank number, or shaped like an IPv4 address.
-fn digit_runs(bytes: &[u8], mut f: impl FnMut(usize, usize)) {
+/// card, id or bank number, or shaped like an IPv4 address. `dense` skips stretches too sparse
+/// in digits to start one (see [`next_run_start`]); the runs reported are the same.
+fn digit_runs(bytes: &[u8], dense: bool, mut f: impl FnMut(usize, usize)) {
     let mut i = 0;
     let n = bytes.len();
     while i < n {
-        let Some(start) = next_digit(bytes, i) else {
+        let Some(start) = next_run_start(bytes, i, dense) else {
             return;
         };
         let mut j = start;
@@ -980,7 +1086,7 @@ mod tests {
     }
 
     /// Asserts that `a` and `b` find the same in every rule example (as written, upper-cased,
-    /// and beside a non-ASCII character) and in `source` bytes of registry sources, file by
+    /// beside a non-ASCII character, and far from one) and in `source` bytes of registry sources, file by
     /// file and all at once. Returns the number of findings.
     fn same_findings_on_examples_and_source(a: &Engine, b: &Engine, source: usize) -> usize {
         let mut text = String::new();
@@ -991,6 +1097,15 @@ mod tests {
                 text.push('\n');
                 text.push_str(&e.to_ascii_uppercase());
                 text.push_str(" = é");
+            }
+        }
+        // And each example far from any non-ASCII byte, where windows are ASCII.
+        for r in &a.rules {
+            for e in r.examples.iter().chain(&r.negative_examples) {
+                let e = e.replace(['«', '»'], "");
+                if e.is_ascii() {
+                    text.push_str(&format!("\n{}\n{e}\n", "/".repeat(64)));
+                }
             }
         }
         let mut corpus = text.into_bytes();
@@ -1070,6 +1185,74 @@ mod tests {
         ) {
             let (ascii, unicode) = ascii_and_unicode();
             proptest::prop_assert_eq!(ascii.scan(&s), unicode.scan(&s));
+        }
+    }
+
+    fn split_and_whole() -> &'static (Engine, Engine) {
+        static ENGINES: std::sync::OnceLock<(Engine, Engine)> = std::sync::OnceLock::new();
+        ENGINES.get_or_init(|| {
+            let whole = Engine::builtin().unwrap().without_shortcut("split-windows");
+            assert!(!whole.split_windows);
+            (Engine::builtin().unwrap(), whole)
+        })
+    }
+
+    #[test]
+    fn split_windows_change_no_finding_on_examples_source_and_unicode_data() {
+        let (split, whole) = split_and_whole();
+        // Most rules have cut bytes; numeric rules many (`;`, letters, `#`).
+        let cut = split.rules.iter().filter(|r| r.cuts.is_some()).count();
+        assert!(cut > 120, "{cut}");
+        let ssn = split.rules.iter().find(|r| &*r.id == "us-ssn").unwrap();
+        let cuts = ssn.cuts.as_ref().unwrap();
+        assert!(cuts.is_cut(b';') && cuts.is_cut(b'a'));
+        // Unicode `\d` holds digits of other scripts: no byte of theirs is a cut.
+        assert!(!cuts.is_cut(b'7') && !cuts.is_cut(b'-') && !cuts.is_cut(0xD9));
+        let email = split
+            .rules
+            .iter()
+            .find(|r| &*r.id == "email-address")
+            .unwrap();
+        assert!(email.cuts.as_ref().unwrap().is_cut(0xC3));
+        let total = same_findings_on_examples_and_source(split, whole, 1 << 20);
+        assert!(total > 100, "{total} findings");
+        // Lines like Unicode's normalisation test data: code points, digits and letters of
+        // many scripts, with phone numbers, SSNs and IBANs among them, all in one window.
+        let mut data = String::new();
+        for i in 0..400u32 {
+            let c = char::from_u32(0xC0 + i * 37 % 0x2F00).unwrap_or('x');
+            data.push_str(&format!(
+                "{:04X};{:04X} 0301;0020 {i:04} # ({c}; {c}\u{301}; ) LETTER {i}\n",
+                0xC0 + i,
+                0xC0 + i
+            ));
+            if i % 37 == 0 {
+                data.push_str(
+                    "call 0151 234 5678 or ssn 536-22-1234 ÷ DE89 3704 0044 0532 0130 00\n",
+                );
+            }
+        }
+        let found = split.scan(&data);
+        assert_eq!(found, whole.scan(&data));
+        let rules: std::collections::BTreeSet<&str> = found.iter().map(|f| &*f.rule_id).collect();
+        assert!(
+            rules.contains("us-ssn") && rules.contains("iban"),
+            "{rules:?}"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Digits, separators, keywords and values next to non-ASCII letters, digits and
+        /// spaces (Unicode `\d` and `\s` reach beyond ASCII): searching the stretches between
+        /// cut bytes finds exactly what searching the whole window finds.
+        #[test]
+        fn split_windows_are_invisible(
+            s in "(password|token=|api_key|ghp_|@|://|[A-Za-z0-9]{1,12}|[0-9]{3,9}|[ ;#=:\"'._/()+-]|\n|é|÷|×|ſ|K|١|٣|\u{a0}|\u{3000}|中文|\u{301}){0,60}"
+        ) {
+            let (split, whole) = split_and_whole();
+            proptest::prop_assert_eq!(split.scan(&s), whole.scan(&s));
         }
     }
 
@@ -1153,8 +1336,32 @@ mod tests {
         let mut v = Vec::new();
         digit_runs(
             b"call +1 (415) 555-2671 now, ip 10.0.0.1, year 2024",
+            true,
             |s, e| v.push((s, e)),
         );
-        assert_eq!(v.len(), 2);
+        assert_eq!(v, [(6, 22), (31, 39)]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Skipping stretches sparse in digits reports the same runs, on text made of digits,
+        /// separators and letters in every mix (long texts, so the 32-byte steps are exercised).
+        #[test]
+        fn dense_digit_runs_are_the_same_runs(
+            text in proptest::collection::vec(
+                proptest::sample::select(b"0123456789 .-()/x_".to_vec()), 0..400),
+            sparse in 0usize..6,
+        ) {
+            // Thin the digits out, so some stretches fall under the threshold and some do not.
+            let text: Vec<u8> = text
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| if b.is_ascii_digit() && i % 7 < sparse { b'x' } else { b })
+                .collect();
+            let (mut plain, mut dense) = (Vec::new(), Vec::new());
+            digit_runs(&text, false, |s, e| plain.push((s, e)));
+            digit_runs(&text, true, |s, e| dense.push((s, e)));
+            proptest::prop_assert_eq!(plain, dense);
+        }
     }
 }

@@ -19,7 +19,9 @@
 use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::{Input, MatchKind};
-use regex_syntax::hir::{Class, Hir, HirKind};
+use regex_syntax::hir::Hir;
+
+use crate::rules::match_bytes;
 
 /// Largest DFA built for one pattern (bytes); a pattern with a larger one is not gated.
 const DFA_LIMIT: usize = 1 << 20;
@@ -42,6 +44,15 @@ pub(crate) struct DigitGate {
 #[derive(Clone, Debug)]
 struct Group {
     dfa: Dfa,
+    /// The bytes a match of this pattern can contain: its DFA steps only over stretches of
+    /// them, inside a run of the gate's alphabet. (Upper-case identifiers and spaces fill the
+    /// gate's runs in constant tables; only IBAN's pattern has letters in its alphabet.)
+    alphabet: [bool; 256],
+    /// Bytes of which every match holds at least one (see [`required_bytes`]): a stretch
+    /// without any is not stepped. For most numeric patterns a separator (`-` for an SSN, `.`
+    /// for an IPv4 address, `+` for E.164) that a plain digit run, the usual one in source
+    /// code's constant tables, does not have.
+    required: Option<[bool; 256]>,
     /// The pattern's gate bit.
     bit: Mask,
     /// Its shortest match, in bytes.
@@ -86,9 +97,22 @@ impl DigitGate {
         let groups: Vec<Group> = groups
             .into_iter()
             .map(|(hir, bit, dfa)| {
-                match_bytes(&hir, &mut bytes);
+                let mut alphabet = [false; 256];
+                match_bytes(&hir, &mut alphabet);
+                for (all, &own) in bytes.iter_mut().zip(&alphabet) {
+                    *all |= own;
+                }
                 let min_len = hir.properties().minimum_len().unwrap_or(0);
-                Group { dfa, bit, min_len }
+                if min_len == 0 {
+                    alphabet = [true; 256];
+                }
+                Group {
+                    dfa,
+                    alphabet,
+                    required: required_bytes(&hir),
+                    bit,
+                    min_len,
+                }
             })
             .collect();
         let min_len = groups.iter().map(|g| g.min_len).min().unwrap_or(0);
@@ -141,7 +165,7 @@ impl DigitGate {
                 let k = ks.trailing_zeros() as usize;
                 ks &= ks - 1;
                 let g = &self.groups[k];
-                if i - run >= g.min_len && g.matches(bytes, run, i)? {
+                if i - run >= g.min_len && g.matches_in_run(bytes, run, i)? {
                     mask |= g.bit;
                     pending &= !(1 << k);
                 }
@@ -162,6 +186,31 @@ impl DigitGate {
 }
 
 impl Group {
+    /// Whether the DFA matches in a stretch of this pattern's own alphabet inside
+    /// `bytes[run..end]`, one at least as long as its shortest match. A match lies in one such
+    /// stretch, and the DFA sees it as it would stepping over the whole run.
+    fn matches_in_run(&self, bytes: &[u8], run: usize, end: usize) -> Option<bool> {
+        let mut s = run;
+        while s < end {
+            while s < end && !self.alphabet[usize::from(bytes[s])] {
+                s += 1;
+            }
+            let mut e = s;
+            while e < end && self.alphabet[usize::from(bytes[e])] {
+                e += 1;
+            }
+            let holds_required = || match &self.required {
+                Some(r) => bytes[s..e].iter().any(|&b| r[usize::from(b)]),
+                None => true,
+            };
+            if e - s >= self.min_len && holds_required() && self.matches(bytes, s, e)? {
+                return Some(true);
+            }
+            s = e;
+        }
+        Some(false)
+    }
+
     /// Whether the DFA matches in `bytes[start..end]` (with the bytes around as context);
     /// `None` if it gave up (not expected: ASCII mode has no quit bytes).
     fn matches(&self, bytes: &[u8], start: usize, end: usize) -> Option<bool> {
@@ -190,29 +239,48 @@ impl Group {
     }
 }
 
-/// Marks in `set` every byte a match of `hir` can contain (any byte of a class that reaches
-/// beyond ASCII: the gate only looks at ASCII text anyway).
-fn match_bytes(hir: &Hir, set: &mut [bool; 256]) {
+/// A set of bytes of which every match of `hir` contains at least one, or `None` when none is
+/// known. Of a sequence's parts, the set with no digit and the fewest bytes is kept: numeric
+/// patterns are stepped over digit runs, and a set of separators rules most of them out.
+fn required_bytes(hir: &Hir) -> Option<[bool; 256]> {
+    use regex_syntax::hir::HirKind;
+    let better = |a: [bool; 256], b: [bool; 256]| {
+        let rank = |s: &[bool; 256]| {
+            let digit = s[usize::from(b'0')..=usize::from(b'9')].contains(&true);
+            (digit, s.iter().filter(|&&x| x).count())
+        };
+        if rank(&b) < rank(&a) { b } else { a }
+    };
     match hir.kind() {
-        HirKind::Empty | HirKind::Look(_) => {}
-        HirKind::Literal(lit) => lit.0.iter().for_each(|&b| set[usize::from(b)] = true),
-        HirKind::Class(Class::Bytes(c)) => {
-            for r in c.ranges() {
-                (r.start()..=r.end()).for_each(|b| set[usize::from(b)] = true);
-            }
+        HirKind::Empty | HirKind::Look(_) => None,
+        HirKind::Literal(lit) => {
+            let mut set = [false; 256];
+            let b = lit
+                .0
+                .iter()
+                .find(|b| !b.is_ascii_digit())
+                .or(lit.0.first())?;
+            set[usize::from(*b)] = true;
+            Some(set)
         }
-        HirKind::Class(Class::Unicode(c)) => {
-            for r in c.ranges() {
-                let (lo, hi) = (u32::from(r.start()), u32::from(r.end()));
-                (lo..=hi.min(0x7F)).for_each(|b| set[b as usize] = true);
-                if hi > 0x7F {
-                    set[0x80..].fill(true);
+        HirKind::Class(_) => {
+            let mut set = [false; 256];
+            match_bytes(hir, &mut set);
+            Some(set)
+        }
+        HirKind::Repetition(r) if r.min >= 1 => required_bytes(&r.sub),
+        HirKind::Repetition(_) => None,
+        HirKind::Capture(c) => required_bytes(&c.sub),
+        HirKind::Concat(v) => v.iter().filter_map(required_bytes).reduce(better),
+        HirKind::Alternation(v) => {
+            let mut all = [false; 256];
+            for h in v {
+                for (x, y) in all.iter_mut().zip(required_bytes(h)?) {
+                    *x |= y;
                 }
             }
+            Some(all)
         }
-        HirKind::Repetition(r) => match_bytes(&r.sub, set),
-        HirKind::Capture(c) => match_bytes(&c.sub, set),
-        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().for_each(|h| match_bytes(h, set)),
     }
 }
 
@@ -253,6 +321,36 @@ fn build(hirs: &[Hir], limit: usize) -> Option<Dfa> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn required_bytes_of_numeric_patterns() {
+        let req = |p: &str| {
+            required_bytes(&parse(p).unwrap()).map(|set| {
+                (0..=255u8)
+                    .filter(|&b| set[usize::from(b)])
+                    .map(char::from)
+                    .collect::<String>()
+            })
+        };
+        assert_eq!(
+            req(r"\b(?P<value>\d{3}-\d{2}-\d{4})\b").as_deref(),
+            Some("-")
+        );
+        assert_eq!(
+            req(r"\b(?P<value>(?:\d{1,3}\.){3}\d{1,3})\b").as_deref(),
+            Some(".")
+        );
+        assert_eq!(
+            req(r"(?P<value>(?:\([2-9]\d{2}\)\s?|\b[2-9]\d{2}[ -])[2-9]\d{2}[ -]\d{4})\b")
+                .as_deref(),
+            Some(" -")
+        );
+        // A plain digit run can match: only digits are required.
+        assert_eq!(req(r"\b[2-6]\d{12,18}\b").as_deref(), Some("23456"));
+        // An optional part requires nothing; an alternative without a requirement neither.
+        assert_eq!(req(r"a?\d*"), None);
+        assert_eq!(req(r"(?:x|\b)"), None);
+    }
 
     #[test]
     fn reports_each_pattern_that_matches() {

@@ -294,6 +294,9 @@ impl PrefixDfa {
         }
     }
 
+    /// Not inlined: inside the engine's scan the loop's four states and five pointers were
+    /// spilled to the stack.
+    #[inline(never)]
     fn find(&self, hay: &[u8], out: &mut Vec<Hit>) {
         let n = hay.len();
         if n < MIN_INTERLEAVED {
@@ -312,13 +315,19 @@ impl PrefixDfa {
             &hay[3 * seg..4 * seg],
         );
         let m = self.match_min;
+        let (trans, class) = (&*self.trans, &self.class);
+        // Equal lengths, so the indexing below needs no bounds checks; one branch per four
+        // bytes on the largest state (match states are the highest ids).
+        let (b, c, d) = (&b[..a.len()], &c[..a.len()], &d[..a.len()]);
+        let step =
+            |s: u16, x: u8| trans[usize::from(s.wrapping_add(u16::from(class[usize::from(x)])))];
         let (mut s0, mut s1, mut s2, mut s3) = (0u16, 0u16, 0u16, 0u16);
-        for (i, (((&x0, &x1), &x2), &x3)) in a.iter().zip(b).zip(c).zip(d).enumerate() {
-            s0 = self.step(s0, x0);
-            s1 = self.step(s1, x1);
-            s2 = self.step(s2, x2);
-            s3 = self.step(s3, x3);
-            if (s0 >= m) | (s1 >= m) | (s2 >= m) | (s3 >= m) {
+        for i in 0..a.len() {
+            s0 = step(s0, a[i]);
+            s1 = step(s1, b[i]);
+            s2 = step(s2, c[i]);
+            s3 = step(s3, d[i]);
+            if s0.max(s1).max(s2.max(s3)) >= m {
                 for (k, s) in [s0, s1, s2, s3].into_iter().enumerate() {
                     if s >= m {
                         self.report(hay, s, k * seg + i + 1, (k + 1) * seg, out);
