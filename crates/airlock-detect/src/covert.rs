@@ -240,8 +240,8 @@ pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<Cover
 /// A letter of a script other than Latin, Common or Inherited (a candidate look-alike in a
 /// Latin word). Latin-1, Latin Extended, combining marks and the punctuation and symbol blocks
 /// never are: answered without the two Unicode table lookups, which were most of the covert
-/// pass on text full of `×`, `÷` or `é` (Unicode test data). Other characters of the Basic
-/// Multilingual Plane are answered from [`letter_page`]. Checked against the lookups for every
+/// pass on text full of `×`, `÷` or `é` (Unicode test data). Other characters of the first two
+/// planes (emoji included) are answered from [`letter_page`]. Checked against the lookups for every
 /// code point by a unit test.
 fn is_foreign_letter(c: char) -> bool {
     if matches!(
@@ -265,7 +265,7 @@ fn foreign_by_tables(c: char) -> bool {
 }
 
 /// A letter of the Latin script, ASCII or not; Latin-1 and blocks of other scripts without
-/// table lookups, the rest of the BMP from [`letter_page`] (checked like [`is_foreign_letter`]).
+/// table lookups, the rest of the first two planes from [`letter_page`] (checked like [`is_foreign_letter`]).
 fn is_latin_letter(c: char) -> bool {
     match c as u32 {
         0..=0x7F => c.is_ascii_alphabetic(),
@@ -296,13 +296,16 @@ impl LetterPage {
     }
 }
 
-/// The letter classes of the page of `c` (a Basic Multilingual Plane character), computed from
+/// Pages with a table: the Basic Multilingual Plane and the next plane (emoji, historic scripts).
+const PAGES_LEN: usize = 0x20000 >> 8;
+
+/// The letter classes of the page of `c` (in the first two planes), computed from
 /// the Unicode tables the first time a character of that page is seen: 256 lookups of each
 /// table, a few microseconds. Why: `char::is_alphabetic` and the script lookup search their
 /// tables on every call, and text made of many scripts' letters (Unicode's own test data,
 /// generated width and segmentation tables) spent 40 % of its scan there, at 22 MB/s.
 fn letter_page(c: char) -> Option<&'static LetterPage> {
-    static PAGES: [OnceLock<LetterPage>; 256] = [const { OnceLock::new() }; 256];
+    static PAGES: [OnceLock<LetterPage>; PAGES_LEN] = [const { OnceLock::new() }; PAGES_LEN];
     let page = (c as u32 >> 8) as usize;
     let slot = PAGES.get(page)?;
     Some(slot.get_or_init(|| {

@@ -835,11 +835,7 @@ fn next_digit(bytes: &[u8], i: usize) -> Option<usize> {
 fn next_run_start(bytes: &[u8], mut i: usize, dense: bool) -> Option<usize> {
     let is_digit = |b: u8| u8::from(b.wrapping_sub(b'0') < 10);
     // Digits in the 16 bytes at `at` (each block counted once, only where 32 bytes hold one).
-    let count = |at: usize| {
-        bytes
-            .get(at..at + 16)
-            .map(|b| b.iter().map(|&x| is_digit(x)).sum::<u8>())
-    };
+    let count = |at: usize| digits_in_block(bytes, at);
     loop {
         if let Some(chunk) = bytes.get(i..i + 32) {
             if chunk.iter().fold(0u8, |acc, &b| acc | is_digit(b)) == 0 {
@@ -861,6 +857,19 @@ fn next_run_start(bytes: &[u8], mut i: usize, dense: bool) -> Option<usize> {
         .iter()
         .position(u8::is_ascii_digit)
         .map(|o| i + o)
+}
+
+/// Digits in `bytes[at..at + 16]`, if there are 16 bytes. (Inlined: as a closure it was a call
+/// per block.)
+#[inline(always)]
+fn digits_in_block(bytes: &[u8], at: usize) -> Option<u8> {
+    let block: &[u8; 16] = bytes.get(at..at + 16)?.try_into().ok()?;
+    Some(
+        block
+            .iter()
+            .map(|&x| u8::from(x.wrapping_sub(b'0') < 10))
+            .sum(),
+    )
 }
 
 /// Call `f(start, end)` for each run of digits (with separators) long enough to be a phone,

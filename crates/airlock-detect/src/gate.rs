@@ -38,6 +38,9 @@ pub(crate) struct DigitGate {
     alphabet: [usize; 256],
     /// The shortest match of any gated pattern, at least 1.
     min_len: usize,
+    /// Per byte, the gate bits of the patterns that require it or require nothing: a run
+    /// without a pattern's required byte is not looked at for that pattern.
+    required: [Mask; 256],
 }
 
 /// One pattern's DFA.
@@ -120,7 +123,16 @@ impl DigitGate {
             // An empty match can sit anywhere: the whole window is one run.
             bytes = [true; 256];
         }
+        let mut required = [0 as Mask; 256];
+        for g in &groups {
+            for (b, bits) in required.iter_mut().enumerate() {
+                if g.required.is_none_or(|r| r[b]) {
+                    *bits |= g.bit;
+                }
+            }
+        }
         let gate = DigitGate {
+            required,
             groups,
             alphabet: bytes.map(|b| if b { usize::MAX } else { 0 }),
             min_len: min_len.max(1),
@@ -160,7 +172,11 @@ impl DigitGate {
             while i < end && self.alphabet[usize::from(bytes[i])] != 0 {
                 i += 1;
             }
-            let mut ks = pending;
+            // The patterns whose required bytes the run holds.
+            let held = bytes[run..i]
+                .iter()
+                .fold(0, |acc, &b| acc | self.required[usize::from(b)]);
+            let mut ks = pending & held;
             while ks != 0 {
                 let k = ks.trailing_zeros() as usize;
                 ks &= ks - 1;
