@@ -38,9 +38,12 @@ pub(crate) struct DigitGate {
     alphabet: [usize; 256],
     /// The shortest match of any gated pattern, at least 1.
     min_len: usize,
-    /// Per byte, the gate bits of the patterns that require it or require nothing: a run
-    /// without a pattern's required byte is not looked at for that pattern.
+    /// Per byte, the bits of the required sets (see [`Group::required`]) it belongs to; each
+    /// group's sets have bits of their own, `Group::required_bits`. A run that does not hold
+    /// one byte of each of a pattern's sets is not looked at for that pattern.
     required: [Mask; 256],
+    /// `fits[n]`: the patterns whose shortest match is at most `n` bytes (`n` up to 64).
+    fits: [Mask; 65],
 }
 
 /// One pattern's DFA.
@@ -51,11 +54,15 @@ struct Group {
     /// them, inside a run of the gate's alphabet. (Upper-case identifiers and spaces fill the
     /// gate's runs in constant tables; only IBAN's pattern has letters in its alphabet.)
     alphabet: [bool; 256],
-    /// Bytes of which every match holds at least one (see [`required_bytes`]): a stretch
-    /// without any is not stepped. For most numeric patterns a separator (`-` for an SSN, `.`
-    /// for an IPv4 address, `+` for E.164) that a plain digit run, the usual one in source
-    /// code's constant tables, does not have.
-    required: Option<[bool; 256]>,
+    /// Sets of bytes of which every match holds at least one byte each (see
+    /// [`required_sets`]): a stretch without one of them is not stepped. For most numeric
+    /// patterns a separator (`-` for an SSN, `.` for an IPv4 address, `+` for E.164) that a
+    /// plain digit run, the usual one in source code's constant tables, does not have; for
+    /// IBAN an upper-case letter and a digit, which upper-case names lack.
+    required: Vec<[bool; 256]>,
+    /// This group's bits in [`DigitGate::required`] (0 when it has no sets, or no bits were
+    /// left: then every run is looked at).
+    required_bits: Mask,
     /// The pattern's gate bit.
     bit: Mask,
     /// Its shortest match, in bytes.
@@ -112,7 +119,8 @@ impl DigitGate {
                 Group {
                     dfa,
                     alphabet,
-                    required: required_bytes(&hir),
+                    required: required_sets(&hir),
+                    required_bits: 0,
                     bit,
                     min_len,
                 }
@@ -123,15 +131,32 @@ impl DigitGate {
             // An empty match can sit anywhere: the whole window is one run.
             bytes = [true; 256];
         }
+        let mut groups = groups;
         let mut required = [0 as Mask; 256];
-        for g in &groups {
-            for (b, bits) in required.iter_mut().enumerate() {
-                if g.required.is_none_or(|r| r[b]) {
-                    *bits |= g.bit;
+        let mut next = 0;
+        for g in &mut groups {
+            if next + g.required.len() > Mask::BITS as usize {
+                continue;
+            }
+            for set in &g.required {
+                let bit: Mask = 1 << next;
+                next += 1;
+                g.required_bits |= bit;
+                for (b, bits) in required.iter_mut().enumerate() {
+                    if set[b] {
+                        *bits |= bit;
+                    }
                 }
             }
         }
+        let mut fits = [0 as Mask; 65];
+        for (n, f) in fits.iter_mut().enumerate() {
+            for g in groups.iter().filter(|g| g.min_len <= n) {
+                *f |= g.bit;
+            }
+        }
         let gate = DigitGate {
+            fits,
             required,
             groups,
             alphabet: bytes.map(|b| if b { usize::MAX } else { 0 }),
@@ -172,16 +197,16 @@ impl DigitGate {
             while i < end && self.alphabet[usize::from(bytes[i])] != 0 {
                 i += 1;
             }
-            // The patterns whose required bytes the run holds.
+            // The required sets the run holds a byte of.
             let held = bytes[run..i]
                 .iter()
                 .fold(0, |acc, &b| acc | self.required[usize::from(b)]);
-            let mut ks = pending & held;
+            let mut ks = pending & self.fits[(i - run).min(64)];
             while ks != 0 {
                 let k = ks.trailing_zeros() as usize;
                 ks &= ks - 1;
                 let g = &self.groups[k];
-                if i - run >= g.min_len && g.matches_in_run(bytes, run, i)? {
+                if held & g.required_bits == g.required_bits && g.matches_in_run(bytes, run, i)? {
                     mask |= g.bit;
                     pending &= !(1 << k);
                 }
@@ -215,9 +240,10 @@ impl Group {
             while e < end && self.alphabet[usize::from(bytes[e])] {
                 e += 1;
             }
-            let holds_required = || match &self.required {
-                Some(r) => bytes[s..e].iter().any(|&b| r[usize::from(b)]),
-                None => true,
+            let holds_required = || {
+                self.required
+                    .iter()
+                    .all(|r| bytes[s..e].iter().any(|&b| r[usize::from(b)]))
             };
             if e - s >= self.min_len && holds_required() && self.matches(bytes, s, e)? {
                 return Some(true);
@@ -255,47 +281,68 @@ impl Group {
     }
 }
 
-/// A set of bytes of which every match of `hir` contains at least one, or `None` when none is
-/// known. Of a sequence's parts, the set with no digit and the fewest bytes is kept: numeric
-/// patterns are stepped over digit runs, and a set of separators rules most of them out.
-fn required_bytes(hir: &Hir) -> Option<[bool; 256]> {
+/// Most sets kept per pattern ([`required_sets`]).
+const MAX_REQUIRED_SETS: usize = 3;
+
+/// Sets of bytes such that every match of `hir` holds at least one byte of each, at most
+/// [`MAX_REQUIRED_SETS`]: the ones without digits and with the fewest bytes first (numeric
+/// patterns are stepped over digit runs, and a set of separators rules most of them out). A set
+/// that contains another is dropped: the smaller one says more.
+fn required_sets(hir: &Hir) -> Vec<[bool; 256]> {
+    let rank = |s: &[bool; 256]| {
+        let digit = s[usize::from(b'0')..=usize::from(b'9')].contains(&true);
+        (digit, s.iter().filter(|&&x| x).count())
+    };
+    let mut sets = all_required(hir);
+    sets.sort_by_key(rank);
+    let mut kept: Vec<[bool; 256]> = Vec::new();
+    for s in sets {
+        let contains =
+            |big: &[bool; 256], small: &[bool; 256]| big.iter().zip(small).all(|(&b, &x)| b || !x);
+        if !kept.iter().any(|k| contains(&s, k)) {
+            kept.push(s);
+        }
+    }
+    kept.truncate(MAX_REQUIRED_SETS);
+    kept
+}
+
+/// Every requirement [`required_sets`] chooses from (unsorted, with repeats).
+fn all_required(hir: &Hir) -> Vec<[bool; 256]> {
     use regex_syntax::hir::HirKind;
-    let better = |a: [bool; 256], b: [bool; 256]| {
-        let rank = |s: &[bool; 256]| {
-            let digit = s[usize::from(b'0')..=usize::from(b'9')].contains(&true);
-            (digit, s.iter().filter(|&&x| x).count())
-        };
-        if rank(&b) < rank(&a) { b } else { a }
+    let one = |bytes: &mut dyn Iterator<Item = u8>| {
+        let mut set = [false; 256];
+        bytes.for_each(|b| set[usize::from(b)] = true);
+        set
     };
     match hir.kind() {
-        HirKind::Empty | HirKind::Look(_) => None,
-        HirKind::Literal(lit) => {
-            let mut set = [false; 256];
-            let b = lit
-                .0
-                .iter()
-                .find(|b| !b.is_ascii_digit())
-                .or(lit.0.first())?;
-            set[usize::from(*b)] = true;
-            Some(set)
-        }
+        HirKind::Empty | HirKind::Look(_) => Vec::new(),
+        HirKind::Literal(lit) => lit
+            .0
+            .iter()
+            .map(|&b| one(&mut std::iter::once(b)))
+            .collect(),
         HirKind::Class(_) => {
             let mut set = [false; 256];
             match_bytes(hir, &mut set);
-            Some(set)
+            vec![set]
         }
-        HirKind::Repetition(r) if r.min >= 1 => required_bytes(&r.sub),
-        HirKind::Repetition(_) => None,
-        HirKind::Capture(c) => required_bytes(&c.sub),
-        HirKind::Concat(v) => v.iter().filter_map(required_bytes).reduce(better),
+        HirKind::Repetition(r) if r.min >= 1 => all_required(&r.sub),
+        HirKind::Repetition(_) => Vec::new(),
+        HirKind::Capture(c) => all_required(&c.sub),
+        HirKind::Concat(v) => v.iter().flat_map(all_required).collect(),
+        // One byte of the union of each branch's best set: whichever branch matched holds one.
         HirKind::Alternation(v) => {
             let mut all = [false; 256];
             for h in v {
-                for (x, y) in all.iter_mut().zip(required_bytes(h)?) {
+                let Some(best) = required_sets(h).into_iter().next() else {
+                    return Vec::new();
+                };
+                for (x, y) in all.iter_mut().zip(best) {
                     *x |= y;
                 }
             }
-            Some(all)
+            vec![all]
         }
     }
 }
@@ -339,33 +386,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn required_bytes_of_numeric_patterns() {
+    fn required_sets_of_numeric_patterns() {
         let req = |p: &str| {
-            required_bytes(&parse(p).unwrap()).map(|set| {
-                (0..=255u8)
-                    .filter(|&b| set[usize::from(b)])
-                    .map(char::from)
-                    .collect::<String>()
-            })
+            required_sets(&parse(p).unwrap())
+                .iter()
+                .map(|set| {
+                    (0..=255u8)
+                        .filter(|&b| set[usize::from(b)])
+                        .map(char::from)
+                        .collect::<String>()
+                })
+                .collect::<Vec<_>>()
         };
         assert_eq!(
-            req(r"\b(?P<value>\d{3}-\d{2}-\d{4})\b").as_deref(),
-            Some("-")
+            req(r"\b(?P<value>\d{3}-\d{2}-\d{4})\b"),
+            ["-", "0123456789"]
         );
         assert_eq!(
-            req(r"\b(?P<value>(?:\d{1,3}\.){3}\d{1,3})\b").as_deref(),
-            Some(".")
+            req(r"\b(?P<value>(?:\d{1,3}\.){3}\d{1,3})\b"),
+            [".", "0123456789"]
         );
         assert_eq!(
-            req(r"(?P<value>(?:\([2-9]\d{2}\)\s?|\b[2-9]\d{2}[ -])[2-9]\d{2}[ -]\d{4})\b")
-                .as_deref(),
-            Some(" -")
+            req(r"(?P<value>(?:\([2-9]\d{2}\)\s?|\b[2-9]\d{2}[ -])[2-9]\d{2}[ -]\d{4})\b"),
+            [" -", "23456789"]
+        );
+        // IBAN: an upper-case letter and a digit, which names in upper case lack.
+        assert_eq!(
+            req(r"\b(?P<value>[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b"),
+            ["ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789"]
         );
         // A plain digit run can match: only digits are required.
-        assert_eq!(req(r"\b[2-6]\d{12,18}\b").as_deref(), Some("23456"));
+        assert_eq!(req(r"\b[2-6]\d{12,18}\b"), ["23456"]);
         // An optional part requires nothing; an alternative without a requirement neither.
-        assert_eq!(req(r"a?\d*"), None);
-        assert_eq!(req(r"(?:x|\b)"), None);
+        assert!(req(r"a?\d*").is_empty());
+        assert!(req(r"(?:x|\b)").is_empty());
     }
 
     #[test]
