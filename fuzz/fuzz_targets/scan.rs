@@ -1,5 +1,7 @@
 //! Fuzz the detection engine: arbitrary bytes through `scan_bytes`, and through `scan` and
-//! `covert::normalize` when they are UTF-8. Checks the invariants callers rely on.
+//! `covert::normalize` when they are UTF-8. Checks the invariants callers rely on, and that the
+//! engine's shortcuts (ASCII-mode regexes, windows split at cut bytes, the digit gate, skipping
+//! digit-sparse blocks) find exactly what the engine finds without them.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -8,9 +10,15 @@ use airlock_detect::{Engine, covert};
 use libfuzzer_sys::fuzz_target;
 
 static ENGINE: LazyLock<Engine> = LazyLock::new(|| Engine::builtin().expect("built-in rules compile"));
+static PLAIN: LazyLock<Engine> = LazyLock::new(|| {
+    ["ascii-regexes", "split-windows", "dense-digits", "digit-gate"]
+        .into_iter()
+        .fold(Engine::builtin().expect("built-in rules compile"), Engine::without_shortcut)
+});
 
 fuzz_target!(|data: &[u8]| {
     let findings = ENGINE.scan_bytes(data);
+    assert_eq!(findings, PLAIN.scan_bytes(data), "a shortcut changed the findings");
     let mut last = 0;
     for f in &findings {
         assert!(f.start <= f.end && f.end <= data.len(), "range out of bounds");
