@@ -109,9 +109,10 @@ pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<Cover
             break;
         };
         let clen = c.len_utf8();
-        // Fast path: Han, Kana and Hangul syllables carry nothing and look like no ASCII letter.
+        // Fast path: Han, Kana and Hangul syllables carry nothing and look like no ASCII letter;
+        // the ones that follow are stepped over by their bytes, without decoding them.
         if is_cjk_letter(c) {
-            i = p + clen;
+            i = cjk_letters_end(bytes, p + clen);
             continue;
         }
         // 1. Tag characters.
@@ -337,6 +338,34 @@ fn is_cjk_letter(c: char) -> bool {
 /// [`is_cjk_letter`] or CJK punctuation: as a neighbour, neither Latin nor ASCII.
 fn is_plain_cjk(c: char) -> bool {
     is_cjk_letter(c) || matches!(c as u32, 0x3001..=0x303F)
+}
+
+/// The end of the run of [`is_cjk_letter`] characters starting at `at` (a character boundary of
+/// valid UTF-8), read from their bytes: every such character is three bytes, and its first one
+/// or two bytes tell whether it is one. Characters it is unsure of end the run (the caller then
+/// decodes them). Why: on Chinese or Japanese text, decoding each character only to skip it was
+/// most of the covert pass (checked against [`is_cjk_letter`] for every three-byte character).
+fn cjk_letters_end(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(&[b0, b1, _]) = bytes.get(at..at + 3) {
+        let cjk = match b0 {
+            // U+5000..U+9FFF.
+            0xE5..=0xE9 => true,
+            // U+4000..U+4FFF but the Yijing hexagrams (U+4DC0..U+4DFF).
+            0xE4 => b1 != 0xB7,
+            // Kana (U+3040..U+30FF) and CJK extension A from U+3400.
+            0xE3 => matches!(b1, 0x81..=0x83 | 0x90..=0xBF),
+            // Hangul syllables U+AC00..U+D77F.
+            0xEA => b1 >= 0xB0,
+            0xEB | 0xEC => true,
+            0xED => b1 < 0x9E,
+            _ => false,
+        };
+        if !cjk {
+            break;
+        }
+        at += 3;
+    }
+    at
 }
 
 /// Position of the first non-ASCII byte at or after `from`; skips ASCII 32 bytes at a time
@@ -797,6 +826,23 @@ pub fn find(text: &str) -> Vec<CovertHit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cjk_letters_are_stepped_over_by_their_bytes() {
+        for c in ('\u{800}'..='\u{FFFF}').filter(|c| c.len_utf8() == 3) {
+            let mut buf = [0u8; 4];
+            let enc = c.encode_utf8(&mut buf).as_bytes();
+            let end = cjk_letters_end(enc, 0);
+            // Every character it steps over is a CJK letter; it may stop early (then the
+            // character is decoded), but only at the Hangul syllables past U+D77F.
+            assert_eq!(end == 3, is_cjk_letter(c) && (c as u32) < 0xD780, "{c:?}");
+        }
+        // Runs, stopping at the first other character.
+        let t = "中文テキスト한국어。x".as_bytes();
+        assert_eq!(cjk_letters_end(t, 0), "中文テキスト한국어".len());
+        assert_eq!(cjk_letters_end(t, 3), "中文テキスト한국어".len());
+        assert_eq!(cjk_letters_end(b"ab", 0), 0);
+    }
 
     #[test]
     fn letter_shortcuts_agree_with_the_unicode_tables() {
