@@ -210,7 +210,7 @@ fn analyze_with(
                 && !touches_latin(text[p + clen..].chars().next())
             {
                 i = if fast {
-                    foreign_run_end(bytes, p + clen)
+                    foreign_run_end(text, p + clen)
                 } else {
                     p + clen
                 };
@@ -300,10 +300,12 @@ fn latin_by_tables(c: char) -> bool {
     c.is_alphabetic() && c.script() == Script::Latin
 }
 
-/// [`is_foreign_letter`] and [`is_latin_letter`] for 256 code points, one bit each.
+/// [`is_foreign_letter`], [`is_latin_letter`] and [`is_quiet_letter`] for 256 code points, one
+/// bit each.
 struct LetterPage {
     foreign: [u64; 4],
     latin: [u64; 4],
+    quiet: [u64; 4],
 }
 
 impl LetterPage {
@@ -329,6 +331,7 @@ fn letter_page(c: char) -> Option<&'static LetterPage> {
         let mut p = LetterPage {
             foreign: [0; 4],
             latin: [0; 4],
+            quiet: [0; 4],
         };
         for i in 0..256u32 {
             let Some(c) = char::from_u32((page as u32) << 8 | i) else {
@@ -337,6 +340,13 @@ fn letter_page(c: char) -> Option<&'static LetterPage> {
             let bit = 1u64 << (i % 64);
             if foreign_by_tables(c) {
                 p.foreign[i as usize / 64] |= bit;
+                if !is_tag(c)
+                    && !is_bidi_control(c)
+                    && !is_variation_selector(c)
+                    && !is_invisible(c)
+                {
+                    p.quiet[i as usize / 64] |= bit;
+                }
             }
             if latin_by_tables(c) {
                 p.latin[i as usize / 64] |= bit;
@@ -384,54 +394,60 @@ fn cjk_letters_end(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// Two-byte characters (U+0080..U+07FF: Greek, Cyrillic, Armenian, Hebrew, Arabic, Syriac…)
-/// that the loop of [`analyze`] passes over without a word when neither neighbour is a Latin
-/// letter: letters of a script other than Latin, and none of the carriers it checks first.
-fn quiet_letter(cp: u32) -> bool {
-    static BITS: OnceLock<[u64; 32]> = OnceLock::new();
-    let bits = BITS.get_or_init(|| {
-        let mut bits = [0u64; 32];
-        for cp in 0x80..0x800u32 {
-            if let Some(c) = char::from_u32(cp)
-                && is_foreign_letter(c)
-                && !is_tag(c)
-                && !is_bidi_control(c)
-                && !is_variation_selector(c)
-                && !is_invisible(c)
-            {
-                bits[cp as usize / 64] |= 1 << (cp % 64);
+/// A letter that the loop of [`analyze`] passes over without a word when neither neighbour is
+/// a Latin letter: a letter of a script other than Latin (Greek, Cyrillic, Hebrew, Arabic,
+/// Devanagari, Thai…), and none of the carriers it checks first. Two-byte characters from a
+/// bitmap of their own (the common case, and the page lookup costs an atomic load), the rest
+/// of the first two planes from [`letter_page`]; never beyond them.
+fn is_quiet_letter(c: char) -> bool {
+    let cp = c as u32;
+    if cp < 0x800 {
+        static BITS: OnceLock<[u64; 32]> = OnceLock::new();
+        let bits = BITS.get_or_init(|| {
+            let mut bits = [0u64; 32];
+            for cp in 0x80..0x800u32 {
+                if let Some(c) = char::from_u32(cp)
+                    && letter_page(c).is_some_and(|page| page.has(&page.quiet, c))
+                {
+                    bits[cp as usize / 64] |= 1 << (cp % 64);
+                }
             }
-        }
-        bits
-    });
-    cp < 0x800 && bits[cp as usize / 64] & (1 << (cp % 64)) != 0
+            bits
+        });
+        return bits[cp as usize / 64] & (1 << (cp % 64)) != 0;
+    }
+    letter_page(c).is_some_and(|page| page.has(&page.quiet, c))
 }
 
-/// The code point of the two-byte character at `at`, if there is one.
-fn two_byte_char(bytes: &[u8], at: usize) -> Option<u32> {
-    match bytes.get(at..at + 2)? {
-        &[b0 @ 0xC2..=0xDF, b1 @ 0x80..=0xBF] => {
-            Some(u32::from(b0 & 0x1F) << 6 | u32::from(b1 & 0x3F))
+/// The character at `at` (a character boundary of `text`) and its length; two-byte ones
+/// decoded here, without the general decoder.
+#[inline]
+fn char_at(text: &str, at: usize) -> Option<(char, usize)> {
+    match text.as_bytes().get(at..at + 2) {
+        Some(&[b0 @ 0xC2..=0xDF, b1]) => {
+            let c = char::from_u32(u32::from(b0 & 0x1F) << 6 | u32::from(b1 & 0x3F))?;
+            Some((c, 2))
         }
-        _ => None,
+        _ => text.get(at..)?.chars().next().map(|c| (c, c.len_utf8())),
     }
 }
 
 /// Where [`analyze`] must look again after a letter of another script that touched no Latin
-/// letter, with `at` just after it: past the [`quiet_letter`]s that follow it, each of which
-/// would be passed over the same way (its previous character is such a letter, and the one
-/// after it is one too, or ASCII other than a letter, or the end). The last one before anything
-/// else is left to the loop. Why: Russian, Greek, Hebrew or Arabic text decoded each letter and
-/// both its neighbours only to pass over it, at about 45 MB/s.
-fn foreign_run_end(bytes: &[u8], mut at: usize) -> usize {
-    while let Some(cp) = two_byte_char(bytes, at)
-        && quiet_letter(cp)
+/// letter, with `at` just after it: past the [`is_quiet_letter`]s that follow it, each of
+/// which would be passed over the same way (its previous character is such a letter, and the
+/// one after it is one too, or ASCII other than a letter, or the end). The last one before
+/// anything else is left to the loop. Why: Russian, Greek, Hebrew, Arabic, Hindi or Thai text
+/// decoded each letter and both its neighbours only to pass over it, at 41–83 MB/s.
+fn foreign_run_end(text: &str, mut at: usize) -> usize {
+    let bytes = text.as_bytes();
+    while let Some((c, len)) = char_at(text, at)
+        && is_quiet_letter(c)
     {
-        let next = at + 2;
+        let next = at + len;
         let next_is_quiet = match bytes.get(next) {
             None => true,
             Some(&b) if b < 0x80 => !b.is_ascii_alphabetic(),
-            Some(_) => two_byte_char(bytes, next).is_some_and(quiet_letter),
+            Some(_) => char_at(text, next).is_some_and(|(c, _)| is_quiet_letter(c)),
         };
         if !next_is_quiet {
             break;
@@ -907,7 +923,7 @@ mod tests {
         /// of letters of another script finds exactly what checking each letter finds.
         #[test]
         fn foreign_runs_are_passed_over_exactly(
-            s in "(привет|мир|а|о|е|р|с|х|αβγ|ο|ν|שלום|مرحبا|ـ|\u{64b}|\u{5b4}|abc|x|p|[ .,'\n]|\u{200e}|\u{200f}|\u{200b}|\u{200c}|\u{200d}|\u{ad}|\u{2bc}|é|ſ|中){0,40}"
+            s in "(привет|мир|а|о|е|р|с|х|αβγ|ο|ν|שלום|مرحبا|ـ|\u{64b}|\u{5b4}|हिंदी|क्ष|\u{94d}|ภาษา|\u{3164}|abc|x|p|[ .,'\n]|\u{200e}|\u{200f}|\u{200b}|\u{200c}|\u{200d}|\u{ad}|\u{2bc}|é|ſ|中|😀){0,40}"
         ) {
             let (mut fast, mut slow) = (Vec::new(), Vec::new());
             analyze_with(&s, 0, &[true; 6], &mut fast, true);
@@ -918,18 +934,22 @@ mod tests {
 
     #[test]
     fn quiet_letters_are_letters_of_other_scripts_only() {
-        assert!(quiet_letter('п' as u32) && quiet_letter('α' as u32) && quiet_letter('ש' as u32));
-        assert!(quiet_letter('م' as u32));
-        // Latin letters, marks, punctuation and direction marks are not.
-        for c in ['é', 'ſ', '\u{301}', '\u{64b}', '\u{2bc}', '\u{ad}', '·'] {
-            assert!(!quiet_letter(c as u32), "{c:?}");
+        for c in ['п', 'α', 'ש', 'م', 'ह', 'ก'] {
+            assert!(is_quiet_letter(c), "{c:?}");
         }
-        let t = "привет мир".as_bytes();
+        // Latin letters, marks, punctuation, direction marks and invisible letters
+        // (the Hangul fillers) are not.
+        for c in [
+            'é', 'ſ', 'x', '\u{301}', '\u{64b}', '\u{2bc}', '\u{ad}', '·', '\u{200f}', '\u{3164}',
+            '\u{115f}',
+        ] {
+            assert!(!is_quiet_letter(c), "{c:?}");
+        }
         // From the second letter: every letter of the first word, then the space stops it.
-        assert_eq!(foreign_run_end(t, 2), "привет".len());
+        assert_eq!(foreign_run_end("привет мир", 2), "привет".len());
         // A Latin letter after a run: the letter before it is left to the loop.
-        let t = "приветx".as_bytes();
-        assert_eq!(foreign_run_end(t, 2), "приве".len());
+        assert_eq!(foreign_run_end("приветx", 2), "приве".len());
+        assert_eq!(foreign_run_end("हिंदी", 3), "हिंदी".len());
     }
 
     #[test]
