@@ -1,7 +1,8 @@
 //! Fuzz the detection engine: arbitrary bytes through `scan_bytes`, and through `scan` and
 //! `covert::normalize` when they are UTF-8. Checks the invariants callers rely on, and that the
 //! engine's shortcuts (ASCII-mode regexes, windows split at cut bytes, the digit gate, skipping
-//! digit-sparse blocks) find exactly what the engine finds without them.
+//! digit-sparse blocks, stepping over runs of letters in the covert pass) find exactly what the
+//! engine finds without them.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -11,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 
 static ENGINE: LazyLock<Engine> = LazyLock::new(|| Engine::builtin().expect("built-in rules compile"));
 static PLAIN: LazyLock<Engine> = LazyLock::new(|| {
-    ["ascii-regexes", "split-windows", "dense-digits", "digit-gate"]
+    ["ascii-regexes", "split-windows", "dense-digits", "digit-gate", "covert-runs"]
         .into_iter()
         .fold(Engine::builtin().expect("built-in rules compile"), Engine::without_shortcut)
 });

@@ -102,9 +102,9 @@ pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<Cover
     analyze_with(text, base, enabled, out, true);
 }
 
-/// [`analyze`]; `fast: false` decodes and checks every letter of a run of another script one by
-/// one (tests compare the two).
-fn analyze_with(
+/// [`analyze`]; `fast: false` decodes and checks every letter of a run of CJK or of another
+/// script one by one (tests and the fuzz target compare the two).
+pub(crate) fn analyze_with(
     text: &str,
     base: usize,
     enabled: &[bool; 6],
@@ -124,7 +124,11 @@ fn analyze_with(
         // Fast path: Han, Kana and Hangul syllables carry nothing and look like no ASCII letter;
         // the ones that follow are stepped over by their bytes, without decoding them.
         if is_cjk_letter(c) {
-            i = cjk_letters_end(bytes, p + clen);
+            i = if fast {
+                cjk_letters_end(bytes, p + clen)
+            } else {
+                p + clen
+            };
             continue;
         }
         // 1. Tag characters.

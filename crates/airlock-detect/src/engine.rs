@@ -147,6 +147,9 @@ pub struct Engine {
     split_windows: bool,
     /// Whether the digit-run pass skips stretches too sparse in digits (off only to compare).
     dense_digits: bool,
+    /// Whether the covert pass steps over runs of letters of other scripts (off only to
+    /// compare; see `covert::analyze_with`).
+    covert_runs: bool,
     /// Detector index -> rule index.
     covert_rules: [Option<u32>; 6],
     covert_enabled: [bool; 6],
@@ -225,21 +228,23 @@ impl Engine {
             ascii_regexes: true,
             split_windows: true,
             dense_digits: true,
+            covert_runs: true,
             covert_rules,
             covert_enabled,
         })
     }
 
     /// This engine with one of its shortcuts off (`ascii-regexes`, `split-windows`,
-    /// `dense-digits`, `digit-gate`), for benchmarks that compare the two in one process (runs
-    /// on these shared machines vary more between processes than the shortcuts do). Findings are the same; an
-    /// unknown name changes nothing.
+    /// `dense-digits`, `digit-gate`, `covert-runs`), for benchmarks that compare the two in one
+    /// process (runs on these shared machines vary more between processes than the shortcuts
+    /// do) and for the fuzz target. Findings are the same; an unknown name changes nothing.
     #[doc(hidden)]
     pub fn without_shortcut(mut self, name: &str) -> Engine {
         match name {
             "ascii-regexes" => self.ascii_regexes = false,
             "split-windows" => self.split_windows = false,
             "dense-digits" => self.dense_digits = false,
+            "covert-runs" => self.covert_runs = false,
             "digit-gate" => self.digit_gate = None,
             _ => {}
         }
@@ -384,11 +389,17 @@ impl Engine {
             let mut hits = Vec::new();
             if let Some(text) = text.or_else(|| std::str::from_utf8(bytes).ok()) {
                 // Valid UTF-8, the usual case: one pass, no chunking.
-                covert::analyze(text, 0, &self.covert_enabled, &mut hits);
+                covert::analyze_with(text, 0, &self.covert_enabled, &mut hits, self.covert_runs);
             } else {
                 let mut off = 0;
                 for chunk in bytes.utf8_chunks() {
-                    covert::analyze(chunk.valid(), off, &self.covert_enabled, &mut hits);
+                    covert::analyze_with(
+                        chunk.valid(),
+                        off,
+                        &self.covert_enabled,
+                        &mut hits,
+                        self.covert_runs,
+                    );
                     off += chunk.valid().len() + chunk.invalid().len();
                     if hits.len() > MAX_FINDINGS {
                         break;
