@@ -1066,17 +1066,24 @@ mod tests {
 
     /// The built-in engine, and the same without the digit gate (every digit window goes to
     /// every numeric rule's regex, as before the gate).
+    /// The built-in engine and one with `shortcut` off, built once per `cell`.
+    fn with_and_without(
+        cell: &'static std::sync::OnceLock<(Engine, Engine)>,
+        shortcut: &str,
+    ) -> &'static (Engine, Engine) {
+        cell.get_or_init(|| {
+            let with = Engine::builtin().unwrap();
+            (with, Engine::builtin().unwrap().without_shortcut(shortcut))
+        })
+    }
+
     fn gated_and_ungated() -> &'static (Engine, Engine) {
         static ENGINES: std::sync::OnceLock<(Engine, Engine)> = std::sync::OnceLock::new();
-        ENGINES.get_or_init(|| {
-            let gated = Engine::builtin().unwrap();
-            assert!(gated.digit_gate.is_some());
-            // Every built-in numeric rule is gated.
-            assert!(gated.digit_gate_bits.iter().all(Option::is_some));
-            let mut ungated = Engine::builtin().unwrap();
-            ungated.digit_gate = None;
-            (gated, ungated)
-        })
+        let pair = with_and_without(&ENGINES, "digit-gate");
+        assert!(pair.0.digit_gate.is_some() && pair.1.digit_gate.is_none());
+        // Every built-in numeric rule is gated.
+        assert!(pair.0.digit_gate_bits.iter().all(Option::is_some));
+        pair
     }
 
     #[test]
@@ -1176,11 +1183,9 @@ mod tests {
     /// The built-in engine with the rules' ASCII-mode regexes, and the same without them.
     fn ascii_and_unicode() -> &'static (Engine, Engine) {
         static ENGINES: std::sync::OnceLock<(Engine, Engine)> = std::sync::OnceLock::new();
-        ENGINES.get_or_init(|| {
-            let mut unicode = Engine::builtin().unwrap();
-            unicode.ascii_regexes = false;
-            (Engine::builtin().unwrap(), unicode)
-        })
+        let pair = with_and_without(&ENGINES, "ascii-regexes");
+        assert!(!pair.1.ascii_regexes);
+        pair
     }
 
     #[test]
@@ -1210,11 +1215,9 @@ mod tests {
 
     fn split_and_whole() -> &'static (Engine, Engine) {
         static ENGINES: std::sync::OnceLock<(Engine, Engine)> = std::sync::OnceLock::new();
-        ENGINES.get_or_init(|| {
-            let whole = Engine::builtin().unwrap().without_shortcut("split-windows");
-            assert!(!whole.split_windows);
-            (Engine::builtin().unwrap(), whole)
-        })
+        let pair = with_and_without(&ENGINES, "split-windows");
+        assert!(!pair.1.split_windows);
+        pair
     }
 
     #[test]
