@@ -365,19 +365,10 @@ impl Engine {
                 match &rule.cuts {
                     // Not ASCII: the stretches between the bytes no match holds, one by one.
                     Some(cuts) if self.split_windows && !around.is_ascii() => {
-                        let mut s = w.start;
-                        while s < w.end {
-                            while s < w.end && cuts.is_cut(bytes[s]) {
-                                s += 1;
-                            }
-                            let mut e = s;
-                            while e < w.end && !cuts.is_cut(bytes[e]) {
-                                e += 1;
-                            }
+                        for (s, e) in rules::stretches(bytes, w.start, w.end, |b| !cuts.is_cut(b)) {
                             if e - s >= cuts.min_len {
                                 search.span(s, e, &mut raw);
                             }
-                            s = e;
                         }
                     }
                     _ => search.span(w.start, w.end, &mut raw),
@@ -844,17 +835,16 @@ fn next_digit(bytes: &[u8], i: usize) -> Option<usize> {
 /// digits or dots). Source code is full of lone digits (`u8`, `i32`, `[0]`); most blocks of it
 /// hold none or one, and each digit used to cost a trip through the run loop.
 fn next_run_start(bytes: &[u8], mut i: usize, dense: bool) -> Option<usize> {
-    let is_digit = |b: u8| u8::from(b.wrapping_sub(b'0') < 10);
-    // Digits in the 16 bytes at `at` (each block counted once, only where 32 bytes hold one).
-    let count = |at: usize| digits_in_block(bytes, at);
     loop {
         if let Some(chunk) = bytes.get(i..i + 32) {
-            if chunk.iter().fold(0u8, |acc, &b| acc | is_digit(b)) == 0 {
+            if chunk.iter().fold(0u8, |acc, &b| acc | digit_bit(b)) == 0 {
                 i += 32;
                 continue;
             }
+            // Only where 32 bytes hold a digit are its two blocks counted.
             if dense
-                && let (Some(here), Some(next)) = (count(i), count(i + 16))
+                && let (Some(here), Some(next)) =
+                    (digits_in_block(bytes, i), digits_in_block(bytes, i + 16))
                 && here + next < 4
             {
                 i += 16;
@@ -870,17 +860,18 @@ fn next_run_start(bytes: &[u8], mut i: usize, dense: bool) -> Option<usize> {
         .map(|o| i + o)
 }
 
+/// 1 for an ASCII digit, else 0 (branch-free, so loops over it vectorise).
+#[inline(always)]
+fn digit_bit(b: u8) -> u8 {
+    u8::from(b.wrapping_sub(b'0') < 10)
+}
+
 /// Digits in `bytes[at..at + 16]`, if there are 16 bytes. (Inlined: as a closure it was a call
 /// per block.)
 #[inline(always)]
 fn digits_in_block(bytes: &[u8], at: usize) -> Option<u8> {
     let block: &[u8; 16] = bytes.get(at..at + 16)?.try_into().ok()?;
-    Some(
-        block
-            .iter()
-            .map(|&x| u8::from(x.wrapping_sub(b'0') < 10))
-            .sum(),
-    )
+    Some(block.iter().map(|&x| digit_bit(x)).sum())
 }
 
 /// Call `f(start, end)` for each run of digits (with separators) long enough to be a phone,
@@ -1064,8 +1055,6 @@ mod tests {
         }
     }
 
-    /// The built-in engine, and the same without the digit gate (every digit window goes to
-    /// every numeric rule's regex, as before the gate).
     /// The built-in engine and one with `shortcut` off, built once per `cell`.
     fn with_and_without(
         cell: &'static std::sync::OnceLock<(Engine, Engine)>,
@@ -1077,6 +1066,8 @@ mod tests {
         })
     }
 
+    /// The built-in engine, and the same without the digit gate (every digit window goes to
+    /// every numeric rule's regex, as before the gate).
     fn gated_and_ungated() -> &'static (Engine, Engine) {
         static ENGINES: std::sync::OnceLock<(Engine, Engine)> = std::sync::OnceLock::new();
         let pair = with_and_without(&ENGINES, "digit-gate");

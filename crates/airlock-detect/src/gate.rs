@@ -21,7 +21,7 @@ use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::{Input, MatchKind};
 use regex_syntax::hir::Hir;
 
-use crate::rules::match_bytes;
+use crate::rules::{match_bytes, stretches};
 
 /// Largest DFA built for one pattern (bytes); a pattern with a larger one is not gated.
 const DFA_LIMIT: usize = 1 << 20;
@@ -104,7 +104,7 @@ impl DigitGate {
             return (None, slots);
         }
         let mut bytes = [false; 256];
-        let groups: Vec<Group> = groups
+        let mut groups: Vec<Group> = groups
             .into_iter()
             .map(|(hir, bit, dfa)| {
                 let mut alphabet = [false; 256];
@@ -131,7 +131,6 @@ impl DigitGate {
             // An empty match can sit anywhere: the whole window is one run.
             bytes = [true; 256];
         }
-        let mut groups = groups;
         let mut required = [0 as Mask; 256];
         let mut next = 0;
         for g in &mut groups {
@@ -231,15 +230,7 @@ impl Group {
     /// `bytes[run..end]`, one at least as long as its shortest match. A match lies in one such
     /// stretch, and the DFA sees it as it would stepping over the whole run.
     fn matches_in_run(&self, bytes: &[u8], run: usize, end: usize) -> Option<bool> {
-        let mut s = run;
-        while s < end {
-            while s < end && !self.alphabet[usize::from(bytes[s])] {
-                s += 1;
-            }
-            let mut e = s;
-            while e < end && self.alphabet[usize::from(bytes[e])] {
-                e += 1;
-            }
+        for (s, e) in stretches(bytes, run, end, |b| self.alphabet[usize::from(b)]) {
             let holds_required = || {
                 self.required
                     .iter()
@@ -248,7 +239,6 @@ impl Group {
             if e - s >= self.min_len && holds_required() && self.matches(bytes, s, e)? {
                 return Some(true);
             }
-            s = e;
         }
         Some(false)
     }
@@ -310,17 +300,17 @@ fn required_sets(hir: &Hir) -> Vec<[bool; 256]> {
 /// Every requirement [`required_sets`] chooses from (unsorted, with repeats).
 fn all_required(hir: &Hir) -> Vec<[bool; 256]> {
     use regex_syntax::hir::HirKind;
-    let one = |bytes: &mut dyn Iterator<Item = u8>| {
-        let mut set = [false; 256];
-        bytes.for_each(|b| set[usize::from(b)] = true);
-        set
-    };
     match hir.kind() {
         HirKind::Empty | HirKind::Look(_) => Vec::new(),
+        // Each byte of a literal is in every match.
         HirKind::Literal(lit) => lit
             .0
             .iter()
-            .map(|&b| one(&mut std::iter::once(b)))
+            .map(|&b| {
+                let mut set = [false; 256];
+                set[usize::from(b)] = true;
+                set
+            })
             .collect(),
         HirKind::Class(_) => {
             let mut set = [false; 256];

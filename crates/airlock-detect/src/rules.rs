@@ -189,16 +189,16 @@ pub(crate) struct Cuts {
 }
 
 impl Cuts {
-    /// The cuts of `pattern` in the rule regex's syntax, if it has any: `None` for a pattern
-    /// that can match the empty string or whose matches can hold every byte.
-    pub(crate) fn of(pattern: &str) -> Option<Cuts> {
-        let hir = regex_syntax::parse(pattern).ok()?;
+    /// The cuts of a pattern (its syntax tree, parsed as the rule's regex parses it), if it has
+    /// any: `None` for a pattern that can match the empty string or whose matches can hold
+    /// every byte.
+    pub(crate) fn of(hir: &Hir) -> Option<Cuts> {
         let min_len = hir.properties().minimum_len()?;
         if min_len == 0 {
             return None;
         }
         let mut can = [false; 256];
-        match_bytes(&hir, &mut can);
+        match_bytes(hir, &mut can);
         let mut bits = [0u64; 4];
         for (b, &c) in can.iter().enumerate() {
             if !c {
@@ -212,6 +212,32 @@ impl Cuts {
     pub(crate) fn is_cut(&self, b: u8) -> bool {
         self.bits[usize::from(b / 64)] & (1 << (b % 64)) != 0
     }
+}
+
+/// The maximal stretches of `bytes[start..end]` made of bytes `keep` accepts, in order, as
+/// `(start, end)`. (Windows split at cut bytes, and the digit gate's runs of a pattern's
+/// alphabet.)
+#[inline]
+pub(crate) fn stretches(
+    bytes: &[u8],
+    start: usize,
+    end: usize,
+    keep: impl Fn(u8) -> bool,
+) -> impl Iterator<Item = (usize, usize)> {
+    let mut s = start;
+    std::iter::from_fn(move || {
+        while s < end && !keep(bytes[s]) {
+            s += 1;
+        }
+        if s >= end {
+            return None;
+        }
+        let from = s;
+        while s < end && keep(bytes[s]) {
+            s += 1;
+        }
+        Some((from, s))
+    })
 }
 
 /// Marks in `set` every byte a match of `hir` can contain; every non-ASCII byte as soon as a
@@ -352,12 +378,14 @@ impl Rule {
                 })
                 .collect()
         });
-        let cuts = match (&regex, &def.pattern) {
-            (Some(_), Some(p)) => Cuts::of(p),
+        // The syntax tree, parsed once for what is worked out from it.
+        let hir = match (&regex, &def.pattern) {
+            (Some(_), Some(p)) => regex_syntax::parse(p).ok(),
             _ => None,
         };
+        let cuts = hir.as_ref().and_then(Cuts::of);
         let value_is_match =
-            value_group.is_none() || def.pattern.as_deref().is_some_and(value_is_whole_match);
+            value_group.is_none() || hir.as_ref().is_some_and(value_is_whole_match);
         Ok(Rule {
             id: def.id.as_str().into(),
             category: def.category,
@@ -404,14 +432,11 @@ fn regex_config() -> meta::Config {
 
 /// Whether the `value` group of `pattern` always spans the whole match: the pattern is the
 /// group alone, or the group between zero-width assertions (`\b(?P<value>…)\b`).
-fn value_is_whole_match(pattern: &str) -> bool {
-    let Ok(hir) = regex_syntax::parse(pattern) else {
-        return false;
-    };
+fn value_is_whole_match(hir: &Hir) -> bool {
     let is_value =
         |h: &Hir| matches!(h.kind(), HirKind::Capture(c) if c.name.as_deref() == Some("value"));
     match hir.kind() {
-        HirKind::Capture(_) => is_value(&hir),
+        HirKind::Capture(_) => is_value(hir),
         HirKind::Concat(items) => {
             items.iter().filter(|h| is_value(h)).count() == 1
                 && items
