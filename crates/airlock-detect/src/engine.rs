@@ -823,33 +823,44 @@ fn next_digit(bytes: &[u8], i: usize) -> Option<usize> {
     next_run_start(bytes, i, false)
 }
 
-/// Position of the first ASCII digit at or after `i`, or with `dense`, of the first digit of a
-/// 16-byte block that can hold the start of a qualifying digit run (see [`digit_runs`]).
+/// Position of the first ASCII digit at or after `i`, or with `dense`, of the first digit that
+/// can start a qualifying digit run (see [`digit_runs`]).
 ///
 /// Why `dense` is exact: a qualifying run has at least four digits (an IPv4 address) and at most
-/// two separators between two digits, so its first four digits lie within ten bytes of its
-/// start, in its block and the next; a block that holds, with the next one, fewer than four
-/// digits starts none. Skipping it moves where the next run is looked for, never what is
-/// reported: a run that began before such a block and goes on into the next one is cut where
-/// the search resumes, and a suffix of a run qualifies only if the run does (it has no more
-/// digits or dots). Source code is full of lone digits (`u8`, `i32`, `[0]`); most blocks of it
-/// hold none or one, and each digit used to cost a trip through the run loop.
+/// two separators between two digits, so it starts with a *chain* of four digits, each at most
+/// three bytes after the one before ([`chain_starts`]). A digit that starts no chain starts a run
+/// of fewer than four digits, and that run ends before the next chain start: were a chain start
+/// inside it, the run's digits up to there and the chain would make a chain from its own start.
+/// So the runs reported are the same; only the non-qualifying runs are no longer walked. Source
+/// code is full of lone digits (`u8`, `i32`, `[0]`) and short numbers; each used to cost a trip
+/// through the run loop, and counting digits per block cost more than finding the chains.
 fn next_run_start(bytes: &[u8], mut i: usize, dense: bool) -> Option<usize> {
+    if dense {
+        // 64 bytes at a time; a chain starting at one of the first `CHAIN_STEP` is seen whole.
+        while let Some(w) = bytes.get(i..).and_then(|r| r.first_chunk::<64>()) {
+            if w.iter().fold(0u8, |acc, &b| acc | digit_bit(b)) == 0 {
+                i += 64;
+                continue;
+            }
+            let starts = chain_starts(digit_mask(w)) & ((1 << CHAIN_STEP) - 1);
+            if starts != 0 {
+                return Some(i + starts.trailing_zeros() as usize);
+            }
+            i += CHAIN_STEP;
+        }
+        // The last bytes, padded with bytes that are not digits, so every chain is seen whole.
+        let rest = bytes.get(i..)?;
+        let mut w = [0u8; 64];
+        w[..rest.len()].copy_from_slice(rest);
+        let starts = chain_starts(digit_mask(&w));
+        return (starts != 0).then(|| i + starts.trailing_zeros() as usize);
+    }
     loop {
-        if let Some(chunk) = bytes.get(i..i + 32) {
-            if chunk.iter().fold(0u8, |acc, &b| acc | digit_bit(b)) == 0 {
-                i += 32;
-                continue;
-            }
-            // Only where 32 bytes hold a digit are its two blocks counted.
-            if dense
-                && let (Some(here), Some(next)) =
-                    (digits_in_block(bytes, i), digits_in_block(bytes, i + 16))
-                && here + next < 4
-            {
-                i += 16;
-                continue;
-            }
+        if let Some(chunk) = bytes.get(i..i + 32)
+            && chunk.iter().fold(0u8, |acc, &b| acc | digit_bit(b)) == 0
+        {
+            i += 32;
+            continue;
         }
         break;
     }
@@ -860,18 +871,44 @@ fn next_run_start(bytes: &[u8], mut i: usize, dense: bool) -> Option<usize> {
         .map(|o| i + o)
 }
 
+/// Chain starts found in a 64-byte window that are certain: a chain spans at most nine bytes
+/// after its start.
+const CHAIN_STEP: usize = 64 - 9;
+
+/// Bit `k` set where the digit at `k` starts a chain of four digits, each at most three bits after
+/// the one before (bits beyond 63 count as not digits).
+#[inline(always)]
+fn chain_starts(digits: u64) -> u64 {
+    let near = |x: u64| (x >> 1) | (x >> 2) | (x >> 3);
+    let two = digits & near(digits);
+    let three = digits & near(two);
+    digits & near(three)
+}
+
+/// Bit `k` set where `w[k]` is an ASCII digit, eight bytes at a time in a `u64` (SWAR): after
+/// `^ 0x30` a digit byte is below 10; subtracting 10 from each byte with its top bit set borrows
+/// across no byte, so a byte's top bit ends clear exactly where it was below 10, and one
+/// multiplication gathers the eight top bits into a byte. (The compiler does not turn the
+/// plain loop into a vector compare and mask here.)
+#[inline(always)]
+fn digit_mask(w: &[u8; 64]) -> u64 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut mask = 0u64;
+    for (k, word) in w.chunks_exact(8).enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(word);
+        let t = u64::from_le_bytes(b) ^ 0x3030_3030_3030_3030;
+        let flags = !((t | HIGH) - 0x0A0A_0A0A_0A0A_0A0A) & !t & HIGH;
+        let byte = (flags >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        mask |= byte << (8 * k);
+    }
+    mask
+}
+
 /// 1 for an ASCII digit, else 0 (branch-free, so loops over it vectorise).
 #[inline(always)]
 fn digit_bit(b: u8) -> u8 {
     u8::from(b.wrapping_sub(b'0') < 10)
-}
-
-/// Digits in `bytes[at..at + 16]`, if there are 16 bytes. (Inlined: as a closure it was a call
-/// per block.)
-#[inline(always)]
-fn digits_in_block(bytes: &[u8], at: usize) -> Option<u8> {
-    let block: &[u8; 16] = bytes.get(at..at + 16)?.try_into().ok()?;
-    Some(block.iter().map(|&x| digit_bit(x)).sum())
 }
 
 /// Call `f(start, end)` for each run of digits (with separators) long enough to be a phone,
@@ -1343,6 +1380,72 @@ mod tests {
             assert_eq!(next_digit(&b, at + 1), None);
         }
         assert_eq!(next_digit(&b, 200), None);
+    }
+
+    #[test]
+    fn digit_mask_is_the_digit_test() {
+        // Every byte value at every position, beside every other (the borrow of one byte must
+        // never reach its neighbour).
+        for b in 0..=255u8 {
+            for fill in [0u8, b'0', b'9', b'/', b':', 0x80, 0xB9, 0xFF] {
+                for at in 0..64 {
+                    let mut w = [fill; 64];
+                    w[at] = b;
+                    let want = w
+                        .iter()
+                        .enumerate()
+                        .fold(0u64, |m, (k, x)| m | u64::from(x.is_ascii_digit()) << k);
+                    assert_eq!(digit_mask(&w), want, "byte {b:#x} at {at} among {fill:#x}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The chain starts are the digits followed by three more, each within three bytes.
+        #[test]
+        fn chain_starts_are_chains(dense: u64, thin: u64, sparse: bool) {
+            // Half the bits set, or a quarter: chains everywhere, or few.
+            let digits = if sparse { dense & thin } else { dense };
+            let bit = |k: usize| k < 64 && digits >> k & 1 == 1;
+            let mut want = 0u64;
+            for k in 0..64 {
+                let chained = |k: usize| (1..=3).any(|d| bit(k + d));
+                let three = |k: usize| bit(k) && (1..=3).any(|d| bit(k + d) && chained(k + d));
+                if bit(k) && (1..=3).any(|d| three(k + d)) {
+                    want |= 1 << k;
+                }
+            }
+            proptest::prop_assert_eq!(chain_starts(digits), want);
+        }
+    }
+
+    /// The widest chain (two separators between digits) at every offset, so that it straddles
+    /// every window boundary, ends the text, or has digits after it; before it, chains of
+    /// digits that are no run (`x` ends a run).
+    #[test]
+    fn widest_chain_at_every_offset() {
+        for at in 0..200usize {
+            for filler in ["7x", "ab", "7abc"] {
+                for tail in ["", "x", "..5", " 1 2 3 4 5 6 7"] {
+                    // `at` bytes of filler, the last one a letter.
+                    let mut text: String =
+                        filler.chars().cycle().take(at.saturating_sub(1)).collect();
+                    if at > 0 {
+                        text.push('x');
+                    }
+                    text.push_str("1..2..3..4");
+                    text.push_str(tail);
+                    let (mut plain, mut dense) = (Vec::new(), Vec::new());
+                    digit_runs(text.as_bytes(), false, |s, e| plain.push((s, e)));
+                    digit_runs(text.as_bytes(), true, |s, e| dense.push((s, e)));
+                    let case = format!("{at} {filler:?} {tail:?}");
+                    assert!(plain.iter().any(|&(s, _)| s == at), "{case}: {plain:?}");
+                    assert_eq!(plain, dense, "{case}");
+                }
+            }
+        }
     }
 
     #[test]
