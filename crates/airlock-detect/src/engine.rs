@@ -251,6 +251,26 @@ impl Engine {
         self
     }
 
+    /// Compiles now what the engine otherwise compiles on first use: every rule's regex in its
+    /// Unicode and ASCII forms, on up to [`BUILD_THREADS`] threads. For a long-running process
+    /// (the gateway), so that no request waits for a compile; a one-shot scan is faster without.
+    pub fn warm(&self) {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, BUILD_THREADS);
+        let rules = &self.rules;
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                s.spawn(move || {
+                    for r in rules.iter().skip(t).step_by(threads) {
+                        r.unicode_regex();
+                        r.ascii_regex();
+                    }
+                });
+            }
+        });
+    }
+
     /// Scan text. Findings are sorted by start offset.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         self.scan_inner(text.as_bytes(), Some(text))
@@ -350,13 +370,14 @@ impl Engine {
             let ri = table.touched[ti] as usize;
             let list = &table.lists[ri];
             let rule = &self.rules[ri];
-            let Some(unicode) = &rule.regex else { continue };
+            if rule.pattern.is_none() {
+                continue;
+            }
             let mut search = Search {
                 engine: self,
                 ri,
                 rule,
                 bytes,
-                unicode,
                 caps: [None, None],
                 last_value_start: usize::MAX,
             };
@@ -508,7 +529,6 @@ struct Search<'a> {
     ri: usize,
     rule: &'a Rule,
     bytes: &'a [u8],
-    unicode: &'a regex_automata::meta::Regex,
     /// Captures of the Unicode and of the ASCII regex.
     caps: [Option<regex_automata::util::captures::Captures>; 2],
     last_value_start: usize,
@@ -522,11 +542,19 @@ impl Search<'_> {
         // An ASCII span (and the byte either side, where look-arounds look) goes to the
         // ASCII-mode regex: same matches, smaller automata (`Rule::ascii_regex`).
         let around = &bytes[start.saturating_sub(1)..(end + 1).min(bytes.len())];
-        let (re, caps) = match rule.ascii_regex() {
-            Some(ascii) if self.engine.ascii_regexes && around.is_ascii() => {
-                (ascii, &mut self.caps[1])
-            }
-            _ => (self.unicode, &mut self.caps[0]),
+        let ascii = if self.engine.ascii_regexes && around.is_ascii() {
+            rule.ascii_regex()
+        } else {
+            None
+        };
+        let (re, caps) = match ascii {
+            Some(ascii) => (ascii, &mut self.caps[1]),
+            // Every rule's pattern compiles (checked when the engine is built, or for the
+            // built-in rules by `every_builtin_pattern_compiles`), so this is always `Some`.
+            None => match rule.unicode_regex() {
+                Some(unicode) => (unicode, &mut self.caps[0]),
+                None => return,
+            },
         };
         let mut at = start;
         while at <= end && raw.len() < MAX_FINDINGS {
@@ -950,6 +978,42 @@ fn digit_runs(bytes: &[u8], dense: bool, mut f: impl FnMut(usize, usize)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_builtin_pattern_compiles() {
+        let engine = Engine::builtin().unwrap();
+        let regexes = engine.rules.iter().filter(|r| r.is_regex());
+        assert!(regexes.clone().count() > 180);
+        for r in regexes {
+            assert!(r.unicode_regex().is_some(), "{}", r.id);
+        }
+        // A rule of another origin is compiled when the engine is built: its error is an error
+        // of the build, not a window skipped later.
+        let toml = r#"
+            [[rule]]
+            id = "too-big"
+            category = "custom"
+            description = "an NFA over the size limit"
+            severity = "low"
+            confidence = "low"
+            pattern = '\w{1000}\w{1000}\w{1000}'
+            keywords = ["x"]
+            examples = ["x"]
+            negative_examples = ["y"]
+        "#;
+        let err = Engine::builder()
+            .add_rules_toml(toml, "my.toml")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("too-big"), "{err}");
+        let lazy = Engine::builder()
+            .add_rules_toml(toml, "rules/pii.toml")
+            .build();
+        assert!(
+            lazy.is_ok(),
+            "a built-in pack is trusted to compile (tested above)"
+        );
+    }
 
     #[test]
     fn engine_is_send_sync() {

@@ -155,7 +155,9 @@ pub struct Rule {
     pub tags: Vec<String>,
     /// Where the rule came from (`rules/secrets.toml`, a config path...).
     pub origin: Arc<str>,
-    pub(crate) regex: Option<meta::Regex>,
+    /// The pattern compiled with its Unicode syntax: on first use for the built-in rules (see
+    /// [`Rule::unicode_regex`]), at once for the others.
+    pub(crate) regex: OnceLock<Option<meta::Regex>>,
     /// The same pattern in ASCII mode, for windows of ASCII text; compiled on first use, `None`
     /// when it does not compile (`\p{Han}`). See [`Rule::ascii_regex`].
     pub(crate) ascii: OnceLock<Option<meta::Regex>>,
@@ -270,7 +272,20 @@ pub(crate) fn match_bytes(hir: &Hir, set: &mut [bool; 256]) {
 impl Rule {
     /// The pattern source, if this is a regex rule.
     pub fn is_regex(&self) -> bool {
-        self.regex.is_some()
+        self.pattern.is_some()
+    }
+
+    /// The pattern compiled with its own (Unicode) syntax; used for windows that are not ASCII.
+    /// Compiled on first use for the built-in rules: building all of them cost 300–400 ms of CPU
+    /// at every start (bounded repetitions of Unicode classes, such as `[\w.-]{0,30}`, copy a
+    /// large UTF-8 automaton once per repetition), most of it for a text that is ASCII, where
+    /// the ASCII-mode regex serves. That every built-in pattern compiles is a test
+    /// (`every_builtin_pattern_compiles`); any other rule is compiled when the engine is built,
+    /// so an error in it is reported then.
+    pub(crate) fn unicode_regex(&self) -> Option<&meta::Regex> {
+        self.regex
+            .get_or_init(|| build_unicode(self.pattern.as_deref()?).ok())
+            .as_ref()
     }
 
     /// The covert detector name, if this is a covert built-in rule.
@@ -315,16 +330,21 @@ impl Rule {
                 "id must be non-empty and use only [A-Za-z0-9._-]".into()
             ));
         }
-        let (regex, value_group, detector) = match (&def.pattern, &def.detector) {
+        // The syntax tree, parsed once: it validates the pattern, and the rest is worked out
+        // from it. Built-in rules compile their regex on first use (see `unicode_regex`).
+        let builtin = BUILTIN_PACKS.iter().any(|(o, _)| *o == origin);
+        let (hir, regex, value_group, detector) = match (&def.pattern, &def.detector) {
             (Some(p), None) => {
-                let re = meta::Regex::builder()
-                    .configure(regex_config())
-                    .build(p)
+                let hir = regex_syntax::parse(p)
                     .map_err(|e| err(format!("pattern does not compile: {e}")))?;
-                let group = re
-                    .group_info()
-                    .to_index(regex_automata::PatternID::ZERO, "value");
-                (Some(re), group, None)
+                let regex = OnceLock::new();
+                if !builtin {
+                    let re = build_unicode(p)
+                        .map_err(|e| err(format!("pattern does not compile: {e}")))?;
+                    let _ = regex.set(Some(re));
+                }
+                let group = value_group_index(&hir);
+                (Some(hir), regex, group, None)
             }
             (None, Some(d)) => {
                 if def.category != Category::Covert {
@@ -338,14 +358,14 @@ impl Rule {
                         Detector::NAMES.join(", ")
                     ))
                 })?;
-                (None, None, Some(det))
+                (None, OnceLock::new(), None, Some(det))
             }
             (Some(_), Some(_)) => {
                 return Err(err("give either `pattern` or `detector`, not both".into()));
             }
             (None, None) => return Err(err("missing `pattern`".into())),
         };
-        if regex.is_some()
+        if hir.is_some()
             && def.anchor == Anchor::Keywords
             && def.keywords.iter().all(|k| k.is_empty())
         {
@@ -378,11 +398,6 @@ impl Rule {
                 })
                 .collect()
         });
-        // The syntax tree, parsed once for what is worked out from it.
-        let hir = match (&regex, &def.pattern) {
-            (Some(_), Some(p)) => regex_syntax::parse(p).ok(),
-            _ => None,
-        };
         let cuts = hir.as_ref().and_then(Cuts::of);
         let value_is_match =
             value_group.is_none() || hir.as_ref().is_some_and(value_is_whole_match);
@@ -408,7 +423,7 @@ impl Rule {
             references: def.references,
             tags: def.tags,
             origin: origin.into(),
-            pattern: if regex.is_some() {
+            pattern: if hir.is_some() {
                 def.pattern.clone()
             } else {
                 None
@@ -420,6 +435,25 @@ impl Rule {
             value_is_match,
             detector,
         })
+    }
+}
+
+/// A rule pattern compiled with its own syntax (Unicode unless it says otherwise).
+fn build_unicode(pattern: &str) -> Result<meta::Regex, regex_automata::meta::BuildError> {
+    meta::Regex::builder()
+        .configure(regex_config())
+        .build(pattern)
+}
+
+/// The index of the capture group named `value`, as the compiled regex numbers it (group 0 is
+/// the whole match; the syntax tree's capture indices are the regex's group indices).
+fn value_group_index(hir: &Hir) -> Option<usize> {
+    match hir.kind() {
+        HirKind::Capture(c) if c.name.as_deref() == Some("value") => Some(c.index as usize),
+        HirKind::Capture(c) => value_group_index(&c.sub),
+        HirKind::Repetition(r) => value_group_index(&r.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().find_map(value_group_index),
+        _ => None,
     }
 }
 

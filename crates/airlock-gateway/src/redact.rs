@@ -100,14 +100,19 @@ fn build_engine(
     for (path, text) in &built.rule_files {
         b = b.add_rules_toml(text, &path.display().to_string());
     }
-    b.custom(&cfg.custom)
+    let engine = b
+        .custom(&cfg.custom)
         .disable(&cfg.disable)
         .strict_disable(true)
         .build()
         .map_err(|e| DetectionError {
             origin: config.origin.clone(),
             message: e.to_string(),
-        })
+        })?;
+    // Everything the engine would compile on first use, compiled now (at start-up or reload,
+    // before the engine is put in force): no request waits for a regex to compile.
+    engine.warm();
+    Ok(engine)
 }
 
 /// The engine for `config`'s `[detection]`: the built-in rules, the rule files it names
