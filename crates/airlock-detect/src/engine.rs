@@ -1,7 +1,7 @@
 //! The compiled engine and its builder.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use regex_automata::Input;
 
@@ -136,8 +136,12 @@ pub struct Engine {
     digit_rules: Vec<u32>,
     /// Which numeric rules can match in a digit window (see `gate.rs`), and for each of
     /// `digit_rules` its bit in the gate's answer (`None`: not gated, always searched).
-    digit_gate: Option<DigitGate>,
-    digit_gate_bits: Vec<Option<u32>>,
+    /// The digit gate and each numeric rule's bit in it: built on the first digit window (its
+    /// DFAs took most of what was left of the engine's build once the regexes were compiled on
+    /// first use), or by [`Engine::warm`].
+    gate: OnceLock<(Option<DigitGate>, Vec<Option<u32>>)>,
+    /// Off only to compare (`without_shortcut("digit-gate")`).
+    gate_on: bool,
     always_rules: Vec<u32>,
     /// Whether ASCII windows go to the rules' ASCII-mode regexes (off only in tests, to
     /// compare).
@@ -208,11 +212,6 @@ impl Engine {
         } else {
             Some(Keywords::new(&patterns)?)
         };
-        let digit_patterns: Vec<&str> = digit_rules
-            .iter()
-            .map(|&r| rules[r as usize].pattern.as_deref().unwrap_or(""))
-            .collect();
-        let (digit_gate, digit_gate_bits) = DigitGate::new(&digit_patterns);
 
         let covert_enabled = covert_rules.map(|r| r.is_some());
         let keyword_max = patterns.iter().map(String::len).max().unwrap_or(0);
@@ -222,8 +221,8 @@ impl Engine {
             keyword_max,
             keyword_rules,
             digit_rules,
-            digit_gate,
-            digit_gate_bits,
+            gate: OnceLock::new(),
+            gate_on: true,
             always_rules,
             ascii_regexes: true,
             split_windows: true,
@@ -245,14 +244,14 @@ impl Engine {
             "split-windows" => self.split_windows = false,
             "dense-digits" => self.dense_digits = false,
             "covert-runs" => self.covert_runs = false,
-            "digit-gate" => self.digit_gate = None,
+            "digit-gate" => self.gate_on = false,
             _ => {}
         }
         self
     }
 
     /// Compiles now what the engine otherwise compiles on first use: every rule's regex in its
-    /// Unicode and ASCII forms, on up to [`BUILD_THREADS`] threads. For a long-running process
+    /// Unicode and ASCII forms, on up to [`BUILD_THREADS`] threads, and the digit gate. For a long-running process
     /// (the gateway), so that no request waits for a compile; a one-shot scan is faster without.
     pub fn warm(&self) {
         let threads = std::thread::available_parallelism()
@@ -260,6 +259,7 @@ impl Engine {
             .clamp(1, BUILD_THREADS);
         let rules = &self.rules;
         std::thread::scope(|s| {
+            s.spawn(|| self.digit_gate());
             for t in 0..threads {
                 s.spawn(move || {
                     for r in rules.iter().skip(t).step_by(threads) {
@@ -269,6 +269,23 @@ impl Engine {
                 });
             }
         });
+    }
+
+    /// The digit gate (`None` when off or when no numeric rule could be gated) and each numeric
+    /// rule's bit in it, in `digit_rules` order.
+    fn digit_gate(&self) -> (Option<&DigitGate>, &[Option<u32>]) {
+        if !self.gate_on {
+            return (None, &[]);
+        }
+        let (gate, bits) = self.gate.get_or_init(|| {
+            let patterns: Vec<&str> = self
+                .digit_rules
+                .iter()
+                .map(|&r| self.rules[r as usize].pattern.as_deref().unwrap_or(""))
+                .collect();
+            DigitGate::new(&patterns)
+        });
+        (gate.as_ref(), bits)
     }
 
     /// Scan text. Findings are sorted by start offset.
@@ -343,12 +360,10 @@ impl Engine {
                 }
             });
             for &w in &merged {
-                let mask = self
-                    .digit_gate
-                    .as_ref()
-                    .and_then(|g| g.matches(bytes, w.start, w.end));
-                for (&r, bit) in self.digit_rules.iter().zip(&self.digit_gate_bits) {
-                    if let (Some(mask), Some(bit)) = (mask, bit)
+                let (gate, bits) = self.digit_gate();
+                let mask = gate.and_then(|g| g.matches(bytes, w.start, w.end));
+                for (i, &r) in self.digit_rules.iter().enumerate() {
+                    if let (Some(mask), Some(Some(bit))) = (mask, bits.get(i))
                         && mask & (1 << bit) == 0
                     {
                         continue;
@@ -593,8 +608,9 @@ impl Search<'_> {
 }
 
 /// Compiles rules on up to [`BUILD_THREADS`] threads, in order; the first error (in rule order)
-/// wins. Compiling the ~210 built-in patterns takes 300–400 ms of CPU, all of it before a
-/// one-file `airlock scan` or the gateway's first request can start; the rules are independent.
+/// wins. The built-in rules are only parsed here (their regexes compile on first use, see
+/// `Rule::unicode_regex`), a few milliseconds in all; rules from other files and the config
+/// compile here, and a large custom set is where the threads help. The rules are independent.
 fn compile_all(defs: Vec<(RuleDef, Arc<str>)>) -> Result<Vec<Rule>, DetectError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -1172,18 +1188,20 @@ mod tests {
     fn gated_and_ungated() -> &'static (Engine, Engine) {
         static ENGINES: std::sync::OnceLock<(Engine, Engine)> = std::sync::OnceLock::new();
         let pair = with_and_without(&ENGINES, "digit-gate");
-        assert!(pair.0.digit_gate.is_some() && pair.1.digit_gate.is_none());
+        assert!(pair.0.digit_gate().0.is_some() && pair.1.digit_gate().0.is_none());
         // Every built-in numeric rule is gated.
-        assert!(pair.0.digit_gate_bits.iter().all(Option::is_some));
+        let bits = pair.0.digit_gate().1;
+        assert!(bits.len() == pair.0.digit_rules.len() && bits.iter().all(Option::is_some));
         pair
     }
 
     #[test]
     fn numeric_rule_examples_pass_the_gate() {
         let (engine, _) = gated_and_ungated();
-        let gate = engine.digit_gate.as_ref().unwrap();
+        let (gate, bits) = engine.digit_gate();
+        let gate = gate.unwrap();
         let mut checked = 0;
-        for (&ri, bit) in engine.digit_rules.iter().zip(&engine.digit_gate_bits) {
+        for (&ri, bit) in engine.digit_rules.iter().zip(bits) {
             let rule = &engine.rules[ri as usize];
             let bit = bit.unwrap();
             for e in &rule.examples {
@@ -1243,7 +1261,7 @@ mod tests {
     #[test]
     fn digit_gate_alphabet_of_the_builtin_rules() {
         let (engine, _) = gated_and_ungated();
-        let (alphabet, min_len) = engine.digit_gate.as_ref().unwrap().alphabet();
+        let (alphabet, min_len) = engine.digit_gate().0.unwrap().alphabet();
         assert_eq!(
             alphabet,
             "\t\n\u{b}\u{c}\r ()+-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZx"
