@@ -109,8 +109,8 @@ fn build_engine(
             origin: config.origin.clone(),
             message: e.to_string(),
         })?;
-    // Everything the engine would compile on first use, compiled now (at start-up or reload,
-    // before the engine is put in force): no request waits for a regex to compile.
+    // What the engine would compile on first use for ASCII text (the rules' ASCII-mode regexes,
+    // the digit gate), compiled now, at start-up or reload, before the engine is put in force.
     engine.warm();
     Ok(engine)
 }
