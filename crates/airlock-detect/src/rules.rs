@@ -439,10 +439,11 @@ impl Rule {
 }
 
 /// A rule pattern compiled with its own syntax (Unicode unless it says otherwise).
-fn build_unicode(pattern: &str) -> Result<meta::Regex, regex_automata::meta::BuildError> {
+fn build_unicode(pattern: &str) -> Result<meta::Regex, String> {
     meta::Regex::builder()
         .configure(regex_config())
         .build(pattern)
+        .map_err(|e| e.to_string())
 }
 
 /// The index of the capture group named `value`, as the compiled regex numbers it (group 0 is
