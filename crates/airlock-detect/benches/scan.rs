@@ -4,9 +4,13 @@
 //!
 //! Run: `cargo bench -p airlock-detect --bench scan`
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+#[path = "support/corpus.rs"]
+mod corpus;
 
 use airlock_detect::Engine;
+use corpus::source_files;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const SOURCE_BYTES: usize = 16 * 1024 * 1024;
@@ -17,38 +21,6 @@ fn registry_src() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
     let dir = home.join("registry").join("src");
     dir.is_dir().then_some(dir)
-}
-
-/// Source files under `dir` (Rust, TOML, Markdown, C, JavaScript; valid UTF-8, under 2 MiB),
-/// in path order, until about `limit` bytes.
-fn source_files(dir: &Path, limit: usize) -> Vec<Vec<u8>> {
-    fn walk(dir: &Path, out: &mut Vec<Vec<u8>>, total: &mut usize, limit: usize) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            if *total >= limit {
-                return;
-            }
-            if p.is_dir() {
-                walk(&p, out, total, limit);
-            } else if p
-                .extension()
-                .is_some_and(|e| e == "rs" || e == "toml" || e == "md" || e == "c" || e == "js")
-                && let Ok(b) = std::fs::read(&p)
-                && b.len() < 2 << 20
-                && std::str::from_utf8(&b).is_ok()
-            {
-                *total += b.len() + 1;
-                out.push(b);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, &mut out, &mut 0, limit);
-    out
 }
 
 fn agent_bodies() -> Vec<u8> {

@@ -11,6 +11,10 @@ use std::time::Instant;
 
 use airlock_detect::{Anchor, DetectError, Engine};
 
+// The corpus the `scan` bench measures.
+#[path = "../benches/support/corpus.rs"]
+mod corpus;
+
 // The engine's keyword pass, compiled into this example so it can be timed alone (it is not
 // public API).
 #[allow(dead_code)]
@@ -22,32 +26,6 @@ fn cpu_ns() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
         .unwrap_or(0)
-}
-
-fn collect(dir: &std::path::Path, out: &mut Vec<u8>, limit: usize) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    v.sort();
-    for p in v {
-        if out.len() >= limit {
-            return;
-        }
-        if p.is_dir() {
-            collect(&p, out, limit);
-        } else if p
-            .extension()
-            .is_some_and(|e| e == "rs" || e == "toml" || e == "md" || e == "c" || e == "js")
-            && let Ok(b) = std::fs::read(&p)
-            && b.len() < 2 << 20
-            && std::str::from_utf8(&b).is_ok()
-        {
-            out.extend_from_slice(&b);
-            // NUL separates files (valid UTF-8, not in source text): "file by file" splits on it.
-            out.push(0);
-        }
-    }
 }
 
 fn measure(name: &str, engine: &Engine, data: &[u8]) {
@@ -284,16 +262,15 @@ fn main() {
     }
     let home = std::env::var("CARGO_HOME")
         .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
-    let mut src = Vec::new();
-    collect(
-        &PathBuf::from(home).join("registry/src"),
-        &mut src,
-        16 << 20,
-    );
+    let files = corpus::source_files(&PathBuf::from(home).join("registry/src"), 16 << 20);
+    // NUL between files (valid UTF-8, not in source text).
+    let src: Vec<u8> = files
+        .iter()
+        .flat_map(|f| f.iter().copied().chain([0]))
+        .collect();
     measure("source code (registry)", &engine, &src);
     keyword_pass(&engine, &src);
     // The same files scanned one by one, as `airlock scan` does (per-scan fixed costs count).
-    let files: Vec<&[u8]> = src.split(|&b| b == 0).filter(|f| !f.is_empty()).collect();
     let (w0, c0) = (Instant::now(), cpu_ns());
     let mut n = 0;
     for _ in 0..4 {
