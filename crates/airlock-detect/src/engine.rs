@@ -1003,7 +1003,14 @@ mod tests {
         let regexes = engine.rules.iter().filter(|r| r.is_regex());
         assert!(regexes.clone().count() > 180);
         for r in regexes {
-            assert!(r.unicode_regex().is_some(), "{}", r.id);
+            let re = r.unicode_regex();
+            assert!(re.is_some(), "{}", r.id);
+            // The `value` group found in the syntax tree is the one the regex numbers.
+            let group = re
+                .unwrap()
+                .group_info()
+                .to_index(regex_automata::PatternID::ZERO, "value");
+            assert_eq!(r.value_group, group, "{}", r.id);
         }
         // A rule of another origin is compiled when the engine is built: its error is an error
         // of the build, not a window skipped later.
