@@ -19,7 +19,7 @@
 use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::{Input, MatchKind};
-use regex_syntax::hir::Hir;
+use regex_syntax::hir::{Hir, HirKind};
 
 use crate::rules::{match_bytes, stretches};
 
@@ -67,6 +67,12 @@ struct Group {
     bit: Mask,
     /// Its shortest match, in bytes.
     min_len: usize,
+    /// The bytes a match can begin with, and end with ([`edge_bytes`]): a stretch is stepped
+    /// only from its first byte that can begin a match to its last byte that can end one.
+    /// Constant tables indent their numbers, and the indentation is in the alphabet of the
+    /// patterns with spaces, which then held a required space and were stepped over it.
+    first: [bool; 256],
+    last: [bool; 256],
 }
 
 type Dfa = dense::DFA<Vec<u32>>;
@@ -116,6 +122,14 @@ impl DigitGate {
                 if min_len == 0 {
                     alphabet = [true; 256];
                 }
+                let (first, last) = if min_len == 0 {
+                    ([true; 256], [true; 256])
+                } else {
+                    (
+                        edge_bytes(&hir, Edge::First).0,
+                        edge_bytes(&hir, Edge::Last).0,
+                    )
+                };
                 Group {
                     dfa,
                     alphabet,
@@ -123,6 +137,8 @@ impl DigitGate {
                     required_bits: 0,
                     bit,
                     min_len,
+                    first,
+                    last,
                 }
             })
             .collect();
@@ -231,6 +247,15 @@ impl Group {
     /// stretch, and the DFA sees it as it would stepping over the whole run.
     fn matches_in_run(&self, bytes: &[u8], run: usize, end: usize) -> Option<bool> {
         for (s, e) in stretches(bytes, run, end, |b| self.alphabet[usize::from(b)]) {
+            // From the first byte that can begin a match to the last that can end one: every
+            // match in the stretch lies there, and the DFA still sees the bytes around it.
+            let Some(s) = (s..e).find(|&i| self.first[usize::from(bytes[i])]) else {
+                continue;
+            };
+            let Some(e) = (s..e).rev().find(|&i| self.last[usize::from(bytes[i])]) else {
+                continue;
+            };
+            let e = e + 1;
             let holds_required = || {
                 self.required
                     .iter()
@@ -269,6 +294,86 @@ impl Group {
         }
         Some(false)
     }
+}
+
+/// Which end of a match [`edge_bytes`] looks at.
+#[derive(Clone, Copy, PartialEq)]
+enum Edge {
+    First,
+    Last,
+}
+
+/// The bytes a non-empty match of `hir` (ASCII, byte classes) can begin (or end) with, and
+/// whether `hir` can match the empty string. Look-arounds match nothing; a class reaching beyond
+/// ASCII marks every byte from 0x80 (as `match_bytes` does).
+fn edge_bytes(hir: &Hir, edge: Edge) -> ([bool; 256], bool) {
+    let mut set = [false; 256];
+    let nullable = match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => true,
+        HirKind::Literal(lit) => {
+            let b = if edge == Edge::First {
+                lit.0.first()
+            } else {
+                lit.0.last()
+            };
+            match b {
+                Some(&b) => {
+                    set[usize::from(b)] = true;
+                    false
+                }
+                None => true,
+            }
+        }
+        HirKind::Class(_) => {
+            // One character: its bytes are the bytes it can begin and end with.
+            match_bytes(hir, &mut set);
+            false
+        }
+        HirKind::Repetition(r) => {
+            let (sub, nullable) = edge_bytes(&r.sub, edge);
+            set = sub;
+            nullable || r.min == 0
+        }
+        HirKind::Capture(c) => {
+            let (sub, nullable) = edge_bytes(&c.sub, edge);
+            set = sub;
+            nullable
+        }
+        HirKind::Alternation(alts) => {
+            let mut any_nullable = false;
+            for a in alts {
+                let (sub, nullable) = edge_bytes(a, edge);
+                set.iter_mut().zip(sub).for_each(|(x, y)| *x |= y);
+                any_nullable |= nullable;
+            }
+            any_nullable
+        }
+        HirKind::Concat(items) => {
+            let mut all_nullable = true;
+            let mut visit = |h: &Hir| {
+                let (sub, nullable) = edge_bytes(h, edge);
+                set.iter_mut().zip(sub).for_each(|(x, y)| *x |= y);
+                nullable
+            };
+            if edge == Edge::First {
+                for h in items {
+                    if !visit(h) {
+                        all_nullable = false;
+                        break;
+                    }
+                }
+            } else {
+                for h in items.iter().rev() {
+                    if !visit(h) {
+                        all_nullable = false;
+                        break;
+                    }
+                }
+            }
+            all_nullable
+        }
+    };
+    (set, nullable)
 }
 
 /// Most sets kept per pattern ([`required_sets`]).
@@ -374,6 +479,32 @@ fn build(hirs: &[Hir], limit: usize) -> Option<Dfa> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edge_bytes_of_numeric_patterns() {
+        let edges = |p: &str| {
+            let hir = parse(p).unwrap();
+            let text = |set: [bool; 256]| {
+                (0..=255u8)
+                    .filter(|&b| set[usize::from(b)])
+                    .map(char::from)
+                    .collect::<String>()
+            };
+            (
+                text(edge_bytes(&hir, Edge::First).0),
+                text(edge_bytes(&hir, Edge::Last).0),
+            )
+        };
+        // Look-arounds and optional parts are passed over; a group's alternatives united.
+        assert_eq!(
+            edges(r"\b(?:\+?1[ .-]?)?\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b"),
+            ("(+0123456789".into(), "0123456789".into())
+        );
+        assert_eq!(
+            edges(r"(?:SSN|ssn)?\s*(\d{3}-\d{2}-\d{4})x?"),
+            ("\t\n\u{b}\u{c}\r 0123456789Ss".into(), "0123456789x".into())
+        );
+    }
 
     #[test]
     fn required_sets_of_numeric_patterns() {
