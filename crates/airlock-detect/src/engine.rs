@@ -8,7 +8,7 @@ use regex_automata::Input;
 use crate::covert;
 use crate::gate::DigitGate;
 use crate::keywords::{Hit, Keywords};
-use crate::rules::{self, Anchor, Rule, RuleDef};
+use crate::rules::{self, Anchor, Rule, RuleDef, Validator};
 use crate::validate::{self, Verdict};
 use crate::{Category, CustomConfig, DetectError, Finding};
 
@@ -461,6 +461,11 @@ impl Engine {
         }
         if let Some(min) = rule.min_entropy
             && validate::entropy(value) < min
+        {
+            return None;
+        }
+        if rule.validator == Some(Validator::Ipv4)
+            && validate::inside_dotted_number(bytes, start, end)
         {
             return None;
         }

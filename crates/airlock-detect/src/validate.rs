@@ -318,6 +318,17 @@ pub fn ssn_ok(s: &str) -> bool {
     !(all == 78_051_120 || all == 123_456_789 || all == 219_099_999)
 }
 
+/// Whether `bytes[start..end]` (four dotted numbers) is part of a longer run of dotted numbers:
+/// a digit and a dot before it, or a dot and a digit after it. An object identifier
+/// (`1.3.6.1.4.1.311.2.1.14`) or a long version (`1.2.3.4.5`) is not an IPv4 address: the
+/// `const-oid` crate's table alone held 1,425 such findings. A dot after the address followed by
+/// anything else (the end of a sentence, `10.0.0.1.nip.io`) still counts.
+pub(crate) fn inside_dotted_number(bytes: &[u8], start: usize, end: usize) -> bool {
+    let before = start >= 2 && bytes[start - 1] == b'.' && bytes[start - 2].is_ascii_digit();
+    let after = bytes.get(end) == Some(&b'.') && bytes.get(end + 1).is_some_and(u8::is_ascii_digit);
+    before || after
+}
+
 fn ipv4(s: &str) -> Verdict {
     let mut oct = [0u32; 4];
     let mut n = 0;
