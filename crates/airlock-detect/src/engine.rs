@@ -8,7 +8,7 @@ use regex_automata::Input;
 use crate::covert;
 use crate::gate::DigitGate;
 use crate::keywords::{Hit, Keywords};
-use crate::rules::{self, Anchor, Rule, RuleDef, Validator};
+use crate::rules::{self, Anchor, Rule, RuleDef};
 use crate::validate::{self, Verdict};
 use crate::{Category, CustomConfig, DetectError, Finding};
 
@@ -361,8 +361,8 @@ impl Engine {
                     _ => merged.push(w),
                 }
             });
+            let (gate, bits) = self.digit_gate();
             for &w in &merged {
-                let (gate, bits) = self.digit_gate();
                 let mask = gate.and_then(|g| g.matches(bytes, w.start, w.end));
                 for (i, &r) in self.digit_rules.iter().enumerate() {
                     if let (Some(mask), Some(Some(bit))) = (mask, bits.get(i))
@@ -464,13 +464,8 @@ impl Engine {
         {
             return None;
         }
-        if rule.validator == Some(Validator::Ipv4)
-            && validate::inside_dotted_number(bytes, start, end)
-        {
-            return None;
-        }
         let (confidence, detail) = match rule.validator {
-            Some(v) => match validate::run(v, value) {
+            Some(v) => match validate::run_in(v, bytes, start, end) {
                 Verdict::Reject => return None,
                 Verdict::Accept { confidence, detail } => (confidence, detail),
             },

@@ -348,29 +348,17 @@ fn edge_bytes(hir: &Hir, edge: Edge) -> ([bool; 256], bool) {
             }
             any_nullable
         }
+        // The parts from that end, up to the first that cannot be empty (`all` stops there).
         HirKind::Concat(items) => {
-            let mut all_nullable = true;
             let mut visit = |h: &Hir| {
                 let (sub, nullable) = edge_bytes(h, edge);
                 set.iter_mut().zip(sub).for_each(|(x, y)| *x |= y);
                 nullable
             };
-            if edge == Edge::First {
-                for h in items {
-                    if !visit(h) {
-                        all_nullable = false;
-                        break;
-                    }
-                }
-            } else {
-                for h in items.iter().rev() {
-                    if !visit(h) {
-                        all_nullable = false;
-                        break;
-                    }
-                }
+            match edge {
+                Edge::First => items.iter().all(&mut visit),
+                Edge::Last => items.iter().rev().all(&mut visit),
             }
-            all_nullable
         }
     };
     (set, nullable)
@@ -404,7 +392,6 @@ fn required_sets(hir: &Hir) -> Vec<[bool; 256]> {
 
 /// Every requirement [`required_sets`] chooses from (unsorted, with repeats).
 fn all_required(hir: &Hir) -> Vec<[bool; 256]> {
-    use regex_syntax::hir::HirKind;
     match hir.kind() {
         HirKind::Empty | HirKind::Look(_) => Vec::new(),
         // Each byte of a literal is in every match.

@@ -32,6 +32,15 @@ impl Verdict {
     }
 }
 
+/// Run `v` on the value `bytes[start..end]`, with the text around it where the validator looks
+/// there (`ipv4`: not inside a longer dotted run, see [`inside_dotted_number`]).
+pub fn run_in(v: Validator, bytes: &[u8], start: usize, end: usize) -> Verdict {
+    if v == Validator::Ipv4 && inside_dotted_number(bytes, start, end) {
+        return Verdict::Reject;
+    }
+    run(v, &bytes[start..end])
+}
+
 /// Run `v` on `value` (the bytes of the matched value).
 pub fn run(v: Validator, value: &[u8]) -> Verdict {
     let Ok(s) = std::str::from_utf8(value) else {
@@ -323,7 +332,7 @@ pub fn ssn_ok(s: &str) -> bool {
 /// (`1.3.6.1.4.1.311.2.1.14`) or a long version (`1.2.3.4.5`) is not an IPv4 address: the
 /// `const-oid` crate's table alone held 1,425 such findings. A dot after the address followed by
 /// anything else (the end of a sentence, `10.0.0.1.nip.io`) still counts.
-pub(crate) fn inside_dotted_number(bytes: &[u8], start: usize, end: usize) -> bool {
+fn inside_dotted_number(bytes: &[u8], start: usize, end: usize) -> bool {
     let before = start >= 2 && bytes[start - 1] == b'.' && bytes[start - 2].is_ascii_digit();
     let after = bytes.get(end) == Some(&b'.') && bytes.get(end + 1).is_some_and(u8::is_ascii_digit);
     before || after
