@@ -3,8 +3,8 @@
 //! `cargo run --release -p airlock-detect --example throughput [FILES... | DIR]`
 //! Without arguments it uses the same corpora as the criterion bench; with one directory, every
 //! file `airlock scan` would scan in it, one by one. `WITHOUT=split-windows` (or another name of
-//! `Engine::without_shortcut`) with a directory compares the engine with and without that
-//! shortcut in alternate rounds of one process.
+//! `Engine::without_shortcut`) with a directory, or with one file scanned whole, compares the
+//! engine with and without that shortcut in alternate rounds of one process.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -153,7 +153,11 @@ fn files_of(p: &std::path::Path, out: &mut Vec<Vec<u8>>) {
 /// (eight each), so both meet the same machine: CPU seconds per round and the ratio of medians.
 fn compare(a: &Engine, b: &Engine, b_name: &str, dir: &str) {
     let mut files = Vec::new();
-    files_of(std::path::Path::new(dir), &mut files);
+    match std::path::Path::new(dir).is_file() {
+        // One file, scanned whole (binary or not).
+        true => files.push(std::fs::read(dir).expect("read")),
+        false => files_of(std::path::Path::new(dir), &mut files),
+    }
     let mb = files.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
     let round = |e: &Engine| {
         let c0 = cpu_ns();
@@ -237,7 +241,7 @@ fn main() {
     );
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [dir] = &args[..]
-        && std::path::Path::new(dir).is_dir()
+        && (std::path::Path::new(dir).is_dir() || std::env::var_os("WITHOUT").is_some())
     {
         match std::env::var("WITHOUT") {
             // `WITHOUT=split-windows`: this engine against one with that shortcut off.

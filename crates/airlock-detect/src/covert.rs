@@ -96,6 +96,24 @@ pub const MAX_HITS: usize = 100_000;
 /// Longest word considered for mixed-script analysis.
 const MAX_WORD_CHARS: usize = 64;
 
+/// Bytes [`line_has_rtl`] looks at on either side of a character.
+const RTL_LOOKAROUND: usize = 4096;
+
+/// ASCII bytes that a region of the text around its non-ASCII bytes keeps on each side, so
+/// that analysing the region alone finds what analysing the whole text finds (the engine reads
+/// only such regions: `covert_regions`). Whatever the analysis of a character reads past
+/// the non-ASCII bytes near it, it reads as ASCII characters, one byte each:
+/// - words ([`word_bounds`], at most [`MAX_WORD_CHARS`] characters each way), the 16
+///   characters of [`ascii_context`], a neighbour: within this many bytes;
+/// - the line's direction ([`line_has_rtl`], up to [`RTL_LOOKAROUND`] bytes each way) looks for
+///   right-to-left letters, which are never ASCII: the ASCII it does not see changes nothing;
+/// - after a character, the analysis goes on at most a word further, then at the next
+///   non-ASCII byte.
+///
+/// A new check that reads farther must raise this; the tests `covert_regions_*` in the engine
+/// compare regions with the whole text.
+pub(crate) const REACH: usize = 4 * MAX_WORD_CHARS;
+
 /// Find covert Unicode in `text`. `base` is added to all offsets (for chunks of a larger
 /// buffer); `at_text_start` says whether `text` starts the whole input (a BOM there is fine).
 pub fn analyze(text: &str, base: usize, enabled: &[bool; 6], out: &mut Vec<CovertHit>) {
@@ -589,9 +607,9 @@ fn is_rtl_script(c: char) -> bool {
 /// Whether the line around `p` (bounded to 4 KiB each way) has a right-to-left letter.
 fn line_has_rtl(text: &str, p: usize) -> bool {
     let bytes = text.as_bytes();
-    let lo = p.saturating_sub(4096);
+    let lo = p.saturating_sub(RTL_LOOKAROUND);
     let start = memchr::memrchr(b'\n', &bytes[lo..p]).map_or(lo, |x| lo + x + 1);
-    let hi = (p + 4096).min(bytes.len());
+    let hi = (p + RTL_LOOKAROUND).min(bytes.len());
     let end = memchr::memchr(b'\n', &bytes[p..hi]).map_or(hi, |x| p + x);
     let (Some(s), Some(e)) = (floor_boundary(text, start), floor_boundary(text, end)) else {
         return false;
