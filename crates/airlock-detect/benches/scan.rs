@@ -104,6 +104,13 @@ fn bench(c: &mut Criterion) {
     let cjk = "敏捷的棕色狐狸跳过了懒狗。日本語のテキスト。".repeat(1 << 14);
     g.throughput(Throughput::Bytes(cjk.len() as u64));
     g.bench_function("cjk_text", |b| b.iter(|| engine.scan(&cjk).len()));
+    // Hostile: a bidi control that does not override and a right-to-left check of its line at
+    // every ninth byte (1 MB, one line). Each check read 8 KB of the line: 0.2 MB/s.
+    let bidi = "x\u{202E}y\u{202C} ".repeat((1 << 20) / 9);
+    g.throughput(Throughput::Bytes(bidi.len() as u64));
+    g.bench_function("hostile_bidi_controls_1MB", |b| {
+        b.iter(|| engine.scan(&bidi).len())
+    });
     g.finish();
 }
 

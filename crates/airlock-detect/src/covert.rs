@@ -96,7 +96,7 @@ pub const MAX_HITS: usize = 100_000;
 /// Longest word considered for mixed-script analysis.
 const MAX_WORD_CHARS: usize = 64;
 
-/// Bytes [`line_has_rtl`] looks at on either side of a character.
+/// Bytes [`line_span`] looks at on either side of a character.
 const RTL_LOOKAROUND: usize = 4096;
 
 /// ASCII bytes that a region of the text around its non-ASCII bytes keeps on each side, so
@@ -105,7 +105,7 @@ const RTL_LOOKAROUND: usize = 4096;
 /// the non-ASCII bytes near it, it reads as ASCII characters, one byte each:
 /// - words ([`word_bounds`], at most [`MAX_WORD_CHARS`] characters each way), the 16
 ///   characters of [`ascii_context`], a neighbour: within this many bytes;
-/// - the line's direction ([`line_has_rtl`], up to [`RTL_LOOKAROUND`] bytes each way) looks for
+/// - the line's direction ([`line_span`], up to [`RTL_LOOKAROUND`] bytes each way) looks for
 ///   right-to-left letters, which are never ASCII: the ASCII it does not see changes nothing;
 /// - after a character, the analysis goes on at most a word further, then at the next
 ///   non-ASCII byte.
@@ -131,6 +131,7 @@ pub(crate) fn analyze_with(
 ) {
     let bytes = text.as_bytes();
     let mut i = 0usize;
+    let mut rtl_lines = RtlLines::default();
     while i < bytes.len() && out.len() < MAX_HITS {
         let Some(p) = next_non_ascii(bytes, i) else {
             break;
@@ -164,7 +165,7 @@ pub(crate) fn analyze_with(
             if enabled[Detector::BidiControls.index()] {
                 let run = &text[p..q];
                 let has_override = run.chars().any(|c| matches!(c, '\u{202D}' | '\u{202E}'));
-                if has_override || !line_has_rtl(text, p) {
+                if has_override || !rtl_lines.has(text, p) {
                     let (summary, n) = summarize(run);
                     out.push(CovertHit {
                         detector: Detector::BidiControls,
@@ -604,24 +605,62 @@ fn is_rtl_script(c: char) -> bool {
     )
 }
 
-/// Whether the line around `p` (bounded to 4 KiB each way) has a right-to-left letter.
-fn line_has_rtl(text: &str, p: usize) -> bool {
+/// The line around `p`, bounded to [`RTL_LOOKAROUND`] bytes each way, on character boundaries.
+/// Both ends only grow with `p`: the start is the later of `p - RTL_LOOKAROUND` and the last
+/// newline before `p`, the end the earlier of `p + RTL_LOOKAROUND` and the next newline.
+fn line_span(text: &str, p: usize) -> (usize, usize) {
     let bytes = text.as_bytes();
     let lo = p.saturating_sub(RTL_LOOKAROUND);
     let start = memchr::memrchr(b'\n', &bytes[lo..p]).map_or(lo, |x| lo + x + 1);
     let hi = (p + RTL_LOOKAROUND).min(bytes.len());
     let end = memchr::memchr(b'\n', &bytes[p..hi]).map_or(hi, |x| p + x);
-    let (Some(s), Some(e)) = (floor_boundary(text, start), floor_boundary(text, end)) else {
-        return false;
-    };
+    (floor_boundary(text, start), floor_boundary(text, end))
+}
+
+/// Whether the line around `p` has a right-to-left letter: the reference for [`RtlLines`].
+#[cfg(test)]
+fn line_has_rtl(text: &str, p: usize) -> bool {
+    let (s, e) = line_span(text, p);
     text[s..e].chars().any(is_rtl_script)
 }
 
-fn floor_boundary(text: &str, mut i: usize) -> Option<usize> {
+/// Whether the line around `p` ([`line_span`]) has a right-to-left letter, for positions in
+/// increasing order: each byte of the text is read once. Reading each line span whole, a text
+/// made of bidi controls cost up to 8 KiB of character lookups per control (0.2 MB/s).
+#[derive(Default)]
+struct RtlLines {
+    /// `text[from..to]` has been read; `last` is its last right-to-left letter.
+    from: usize,
+    to: usize,
+    last: Option<usize>,
+}
+
+impl RtlLines {
+    fn has(&mut self, text: &str, p: usize) -> bool {
+        let (s, e) = line_span(text, p);
+        if s < self.from || e < self.to {
+            // Positions out of order (not done by the analysis): read this span afresh.
+            *self = RtlLines::default();
+        }
+        if self.to < s {
+            // Nothing before `s` matters for this span or any later one.
+            (self.from, self.to) = (s, s);
+        }
+        for (k, c) in text[self.to..e].char_indices() {
+            if !c.is_ascii() && is_rtl_script(c) {
+                self.last = Some(self.to + k);
+            }
+        }
+        self.to = e;
+        self.last.is_some_and(|r| r >= s)
+    }
+}
+
+fn floor_boundary(text: &str, mut i: usize) -> usize {
     while i > 0 && !text.is_char_boundary(i) {
         i -= 1;
     }
-    Some(i)
+    i
 }
 
 fn is_variation_selector(c: char) -> bool {
@@ -940,6 +979,36 @@ pub fn find(text: &str) -> Vec<CovertHit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(100))]
+        /// The line direction read once, position after position, is the line direction read
+        /// afresh at each: on texts of right-to-left letters, bidi controls, newlines, other
+        /// scripts and ASCII runs longer than the look-around, at every character of the text
+        /// that is not ASCII (where the analysis asks), and at ASCII ones too.
+        #[test]
+        fn rtl_lines_read_once_are_the_lines(
+            parts in proptest::collection::vec((0usize..8, 0usize..9_000), 1..16),
+            every: bool,
+        ) {
+            let pieces = ["\u{202C}", "\u{2067}", "א", "ب", "\n", "é", "漢", "\u{202E}"];
+            // Gaps at the look-around's edges as often as not, so a letter falls on the first
+            // and last byte a span reads.
+            let edges = [0, 1, 2, 4_093, 4_094, 4_095, 4_096, 4_097, 8_190, 8_192];
+            let mut text = String::new();
+            for (kind, gap) in parts {
+                let gap = if gap % 2 == 0 { edges[gap / 2 % edges.len()] } else { gap };
+                text.extend(std::iter::repeat_n('x', gap));
+                text.push_str(pieces[kind]);
+            }
+            let mut lines = RtlLines::default();
+            for (k, (p, c)) in text.char_indices().enumerate() {
+                if (every && k % 257 == 0) || !c.is_ascii() {
+                    proptest::prop_assert_eq!(lines.has(&text, p), line_has_rtl(&text, p), "at {}", p);
+                }
+            }
+        }
+    }
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]

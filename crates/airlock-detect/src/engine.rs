@@ -490,7 +490,9 @@ impl Engine {
     }
 
     /// Sends each digit window to the numeric rules that can match in it (all of them without
-    /// a gate, or for a rule the gate does not cover).
+    /// a gate, or for a rule the gate does not cover). Not inlined: inside the pass's loop, the
+    /// gate's DFA loop ran about 30 % slower on a text of digits.
+    #[inline(never)]
     fn send_digit_windows(
         &self,
         bytes: &[u8],
