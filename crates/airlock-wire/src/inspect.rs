@@ -465,8 +465,12 @@ impl Cx<'_> {
                         v.sort_by_key(|r| (r.start, r.end));
                         v
                     });
+                    // Only the fixes that start inside the detection can apply; sorted by start,
+                    // they are found by a binary search. (Walking every fix for every detection
+                    // cost 18 s for a 1 MB prompt of bidi controls: 100,000 of each.)
                     let mut pos = d.start;
-                    for r in fixes.iter() {
+                    let first = fixes.partition_point(|r| r.start < d.start);
+                    for r in fixes[first..].iter().take_while(|r| r.start < d.end) {
                         if r.start >= pos
                             && r.end <= d.end
                             && r.start < r.end

@@ -110,3 +110,28 @@ fn cached_engine_gives_the_same_result_and_hits_on_resend() {
     assert_eq!(h1 + clean_hits, m0);
     assert!(second.body.unwrap().windows(10).any(|w| w == b"[REDACTED_"));
 }
+
+/// A prompt made of covert characters: every one is normalised, and the text between them is
+/// untouched (each detection takes its own fixes from the sorted list of all fixes).
+#[test]
+fn many_covert_characters_in_one_text_are_all_normalized() {
+    let unit = "a\u{200B}b c\u{202E}d\u{202C} it\u{02BC}s ";
+    let text = unit.repeat(3_000);
+    let body = serde_json::json!({
+        "model": "gpt-5",
+        "messages": [{"role": "user", "content": text}],
+    })
+    .to_string();
+    let scope = VaultScope::detached();
+    let r = inspect(
+        Api::OpenAiChat,
+        body.as_bytes(),
+        engine(),
+        &Actions::default(),
+        &scope,
+    )
+    .expect("inspect");
+    let out: serde_json::Value = serde_json::from_slice(&r.body.expect("changed")).unwrap();
+    let sent = out["messages"][0]["content"].as_str().unwrap();
+    assert_eq!(sent, "ab cd it's ".repeat(3_000));
+}
