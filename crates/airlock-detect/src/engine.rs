@@ -432,12 +432,10 @@ impl Engine {
                 }
             }
         }
-        let non_ascii = std::mem::take(&mut table.non_ascii);
-        table.clear();
-        if !non_ascii.is_empty() && self.covert_enabled.iter().any(|&b| b) {
+        if !table.non_ascii.is_empty() && self.covert_enabled.iter().any(|&b| b) {
             let mut hits = Vec::new();
             let regions = match self.covert_pages {
-                true => covert_regions(&non_ascii, bytes.len()),
+                true => covert_regions(&table.non_ascii, bytes.len()),
                 false => vec![(0, bytes.len())],
             };
             for (lo, hi) in regions {
@@ -483,9 +481,7 @@ impl Engine {
                 });
             }
         }
-        let mut non_ascii = non_ascii;
-        non_ascii.clear();
-        table.non_ascii = non_ascii;
+        table.clear();
         self.finish(bytes, raw)
     }
 
