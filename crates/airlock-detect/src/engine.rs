@@ -10,7 +10,7 @@ use crate::gate::DigitGate;
 use crate::keywords::{Hit, Keywords};
 use crate::rules::{self, Anchor, Rule, RuleDef};
 use crate::validate::{self, Verdict};
-use crate::{Category, CustomConfig, DetectError, Finding};
+use crate::{Category, CustomConfig, DetectError, Finding, Scan};
 
 /// Builds an [`Engine`]: built-in packs, extra rule files, custom markers, disabled rules.
 #[derive(Debug, Default)]
@@ -178,8 +178,9 @@ const HIT_STRETCH: usize = 64 << 10;
 /// Bytes per page of the map of non-ASCII bytes made during the keyword pass (see
 /// [`covert_regions`]). A divisor of [`HIT_STRETCH`].
 const PAGE: usize = 4 << 10;
-/// Upper bound on findings per scan (hostile input must not exhaust memory).
-const MAX_FINDINGS: usize = 100_000;
+/// Upper bound on findings per scan (hostile input must not exhaust memory or time): a scan
+/// that reaches it stops looking and says so ([`Scan::truncated`]).
+pub const MAX_FINDINGS: usize = 100_000;
 
 impl Engine {
     /// All built-in rule packs.
@@ -298,18 +299,31 @@ impl Engine {
         (gate.as_ref(), bits)
     }
 
-    /// Scan text. Findings are sorted by start offset.
+    /// Scan text. Findings are sorted by start offset. At most [`MAX_FINDINGS`]: a caller that
+    /// acts on every finding (a redactor) must use [`Engine::scan_all`] to learn whether the
+    /// scan stopped there.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
+        self.scan_inner(text.as_bytes(), Some(text)).findings
+    }
+
+    /// Scan bytes; invalid UTF-8 is tolerated and offsets are byte offsets into `bytes`. At most
+    /// [`MAX_FINDINGS`], as for [`Engine::scan`].
+    pub fn scan_bytes(&self, bytes: &[u8]) -> Vec<Finding> {
+        self.scan_inner(bytes, None).findings
+    }
+
+    /// [`Engine::scan`], and whether it stopped at [`MAX_FINDINGS`] before the end of the text.
+    pub fn scan_all(&self, text: &str) -> Scan {
         self.scan_inner(text.as_bytes(), Some(text))
     }
 
-    /// Scan bytes; invalid UTF-8 is tolerated and offsets are byte offsets into `bytes`.
-    pub fn scan_bytes(&self, bytes: &[u8]) -> Vec<Finding> {
+    /// [`Engine::scan_bytes`], and whether it stopped at [`MAX_FINDINGS`].
+    pub fn scan_bytes_all(&self, bytes: &[u8]) -> Scan {
         self.scan_inner(bytes, None)
     }
 
     /// `text` is `bytes` as `str` when the caller already knows it is valid UTF-8.
-    fn scan_inner(&self, bytes: &[u8], text: Option<&str>) -> Vec<Finding> {
+    fn scan_inner(&self, bytes: &[u8], text: Option<&str>) -> Scan {
         // Candidate windows per rule, in a table reused by this thread: most texts the gateway
         // and the reviewer scan are short and anchor few rules or none, and allocating and
         // walking a fresh table of every rule cost more than the whole scan of such a text
@@ -327,7 +341,7 @@ impl Engine {
         })
     }
 
-    fn scan_windows(&self, bytes: &[u8], text: Option<&str>, table: &mut Windows) -> Vec<Finding> {
+    fn scan_windows(&self, bytes: &[u8], text: Option<&str>, table: &mut Windows) -> Scan {
         // One pass over the text, stretch by stretch: keyword hits, pages that are not ASCII,
         // digit runs, and the digit windows the gate sends on, each while the stretch is in
         // cache. (As separate passes over a text larger than the cache, each read it again
@@ -432,6 +446,8 @@ impl Engine {
                 }
             }
         }
+        // `Search::span` stops at the cap: what lies beyond was not looked at.
+        let mut truncated = raw.len() >= MAX_FINDINGS;
         if !table.non_ascii.is_empty() && self.covert_enabled.iter().any(|&b| b) {
             let mut hits = Vec::new();
             let regions = match self.covert_pages {
@@ -466,6 +482,7 @@ impl Engine {
                     }
                 }
             }
+            truncated |= hits.len() >= MAX_FINDINGS;
             hits.truncate(MAX_FINDINGS);
             for h in hits {
                 let Some(ri) = self.covert_rules[h.detector as usize] else {
@@ -482,7 +499,10 @@ impl Engine {
             }
         }
         table.clear();
-        self.finish(bytes, raw)
+        Scan {
+            findings: self.finish(bytes, raw),
+            truncated,
+        }
     }
 
     /// Sends each digit window to the numeric rules that can match in it (all of them without
@@ -1164,6 +1184,28 @@ mod tests {
             lazy.is_ok(),
             "a built-in pack is trusted to compile (tested above)"
         );
+    }
+
+    /// A scan that stops at the cap says so, for rule findings and for covert ones alike; one
+    /// below the cap does not. (A redactor that took a capped scan for the whole text forwarded
+    /// whatever lay past the cap untouched.)
+    #[test]
+    fn scan_all_says_when_it_stopped_at_the_cap() {
+        let engine = Engine::builtin().unwrap();
+        for (unit, rule) in [
+            ("a\u{200B}b ", "covert-invisible-characters"),
+            ("jo@mail.acme.de ", "email-address"),
+        ] {
+            let under = unit.repeat(MAX_FINDINGS - 1);
+            let scan = engine.scan_all(&under);
+            assert_eq!(scan.findings.len(), MAX_FINDINGS - 1, "{rule}");
+            assert!(!scan.truncated, "{rule}: under the cap");
+            let over = unit.repeat(MAX_FINDINGS + 1);
+            let scan = engine.scan_all(&over);
+            assert_eq!(scan.findings.len(), MAX_FINDINGS, "{rule}");
+            assert!(scan.truncated, "{rule}: over the cap");
+            assert!(scan.findings.iter().all(|f| &*f.rule_id == rule), "{rule}");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use config::{CustomConfig, CustomPattern, DEFAULT_MAX_FILE_SIZE, DetectConfig};
-pub use engine::{Engine, EngineBuilder};
+pub use engine::{Engine, EngineBuilder, MAX_FINDINGS};
 pub use rules::{Anchor, BUILTIN_PACKS, Rule, RuleDef, RuleFile, Validator};
 
 /// What kind of thing a rule finds.
@@ -185,6 +185,17 @@ pub struct Finding {
     pub fingerprint: String,
     /// Label used to build placeholders, e.g. `GITHUB_TOKEN` for `[REDACTED_GITHUB_TOKEN_1]`.
     pub placeholder_label: Arc<str>,
+}
+
+/// What one scan found ([`Engine::scan_all`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Sorted by start offset.
+    pub findings: Vec<Finding>,
+    /// The scan stopped at [`MAX_FINDINGS`]: the text may hold more than `findings`, anywhere
+    /// (rules are searched one after another), so a caller that must act on everything cannot
+    /// vouch for this text.
+    pub truncated: bool,
 }
 
 /// Errors building an engine or reading rules/config. Scanning itself never fails.

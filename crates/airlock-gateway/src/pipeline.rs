@@ -641,9 +641,11 @@ async fn process(
     }
     ex.decision = "allow";
 
-    // 6. inspect
+    // 6. inspect (a large body off the async worker: see `off_worker`)
     let inspected = match &parsed {
-        Some((api, request, scope)) => inspect(gw, rt, ex, *api, request, scope, &body),
+        Some((api, request, scope)) => off_worker(body.len(), || {
+            inspect(gw, rt, ex, *api, request, scope, &body)
+        }),
         None => Inspected::Forward {
             body: Pieces::whole(body.clone()),
             restore: None,
@@ -986,6 +988,27 @@ fn wire_api(endpoint: Endpoint) -> Option<Api> {
     }
 }
 
+/// Bodies from this size on are inspected with [`tokio::task::block_in_place`].
+const OFF_WORKER_BYTES: usize = 256 << 10;
+
+/// Runs `f`, for a body of `len` bytes of at least [`OFF_WORKER_BYTES`], with the async worker's
+/// other tasks handed to another thread first. Inspection is CPU work: typically 0.1-2.5 ms for
+/// a megabyte, but a hostile body of covert characters or decoy secrets costs about half a
+/// second per 100,000 findings (bounded by `airlock_wire::MAX_REQUEST_FINDINGS`); on the
+/// gateway's few workers that stalled every other connection, health checks and streams
+/// included, for as long. Small bodies (the common case, microseconds) stay inline: a hand-off
+/// costs more than their inspection. Inline as well outside a multi-threaded runtime, where
+/// `block_in_place` is not available.
+fn off_worker<R>(len: usize, f: impl FnOnce() -> R) -> R {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if len >= OFF_WORKER_BYTES && multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// Stage 6: the body as it will leave. Runs `airlock-wire` over every text-bearing part of the
 /// request with the policy's actions. Nothing changed → the original bytes, no transform.
 /// Rewritten → the new body and a [`Restore`] for the response. Blocked → the API's 403.
@@ -1004,6 +1027,16 @@ fn inspect(
     let actions = rt.redaction.for_subject(ex.team.as_deref(), &ex.tool);
     let detector = redactor.detector();
     let (result, edits) = request.inspect_edits(api, &*detector, &actions, &scope);
+    if result.limited {
+        // Counts and places only: never content.
+        tracing::warn!(
+            request_id = %ex.id,
+            findings = result.findings.len(),
+            limit = airlock_wire::MAX_REQUEST_FINDINGS,
+            blocked = result.blocked.is_some(),
+            "request past the inspection's limit on findings; the rest was not inspected"
+        );
+    }
     ex.findings = u32::try_from(result.findings.len()).unwrap_or(u32::MAX);
     ex.findings_applied =
         u32::try_from(result.findings.iter().filter(|f| f.applied).count()).unwrap_or(u32::MAX);

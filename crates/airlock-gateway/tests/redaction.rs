@@ -149,6 +149,28 @@ async fn block_action_answers_403_in_the_api_shape_without_the_value() {
     assert!(mock.seen().is_empty(), "nothing reached the upstream");
 }
 
+/// A body with more findings than Airlock inspects (here 100,001 zero-width characters, more
+/// than the engine reports in one scan) is refused whole in the API's error shape, nothing of
+/// it reaches the upstream, and the gateway goes on serving. Multi-threaded runtime, as
+/// `airlock serve` runs: such a body is inspected off the async worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_the_findings_limit_is_refused_whole() {
+    let mock = Mock::start().await;
+    let gw = start_gateway(&base_config(mock.addr, "")).await;
+    let flood = "a\u{200B}b ".repeat(airlock_wire::MAX_REQUEST_FINDINGS + 1);
+    let (status, headers, answer) = send_chat(&gw, &flood).await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(headers["x-airlock-error-source"], "client");
+    let v = json(&answer);
+    assert_eq!(v["error"]["code"], "airlock_blocked");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains(airlock_wire::LIMIT_RULE_ID), "{msg}");
+    assert!(msg.contains("messages[0]"), "{msg}");
+    assert!(mock.seen().is_empty(), "nothing reached the upstream");
+    let sent = sent_upstream(&gw, &mock, "a normal question").await;
+    assert!(sent.contains("a normal question"));
+}
+
 #[tokio::test]
 async fn invalid_redaction_table_is_a_config_error() {
     let mock = Mock::start().await;
@@ -369,18 +391,23 @@ negative_examples = ["{prefix}-short"]
     assert!(!sent.contains("ZETA-5T8Y1U3I"), "{sent}");
 }
 
-/// Sends one Chat request with `content` as Qwen Code and returns the body the upstream got.
-async fn sent_upstream(gw: &Gw, mock: &Mock, content: &str) -> String {
+/// Sends one Chat request with `content` as Qwen Code; the gateway's answer.
+async fn send_chat(gw: &Gw, content: &str) -> (u16, http::HeaderMap, Bytes) {
     let body =
         serde_json::json!({"model": "gpt-5", "messages": [{"role": "user", "content": content}]});
-    let (s, _, b) = send(
+    send(
         gw.addr,
         "POST",
         "/v1/chat/completions",
         &[JSON, ("user-agent", "QwenCode/0.24.4 (linux; x64)")],
         body.to_string(),
     )
-    .await;
+    .await
+}
+
+/// Sends one Chat request with `content` as Qwen Code and returns the body the upstream got.
+async fn sent_upstream(gw: &Gw, mock: &Mock, content: &str) -> String {
+    let (s, _, b) = send_chat(gw, content).await;
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
     String::from_utf8(mock.last().body.to_vec()).unwrap()
 }

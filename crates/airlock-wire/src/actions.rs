@@ -134,6 +134,23 @@ impl Actions {
         a
     }
 
+    /// Whether some finding could change or block a request under this policy (not a dry run,
+    /// and some category or rule is set to `redact`, `normalize` or `block`).
+    pub fn acts(&self) -> bool {
+        let acts = |a: Action| matches!(a, Action::Redact | Action::Block);
+        !self.dry_run
+            && (acts(self.secret)
+                || acts(self.pii)
+                || acts(self.custom)
+                || matches!(self.covert, CovertAction::Normalize | CovertAction::Block)
+                || self.rules.values().any(|r| {
+                    matches!(
+                        r,
+                        RuleAction::Redact | RuleAction::Normalize | RuleAction::Block
+                    )
+                }))
+    }
+
     /// The action for a finding of `rule_id` in `category`.
     pub fn resolve(&self, rule_id: &str, category: Category) -> Resolved {
         if let Some(r) = self.rules.get(rule_id) {

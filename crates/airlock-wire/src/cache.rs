@@ -16,11 +16,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use foldhash::quality::RandomState;
 
-use crate::detector::{Detection, Detector, Replacement};
+use crate::detector::{Coverage, Detection, Detector, Replacement};
 
 /// Texts shorter than this are scanned directly (hashing would cost about as much).
 pub const CACHE_MIN_TEXT: usize = 512;
 pub const DEFAULT_CACHE_ENTRIES: usize = 8192;
+/// Texts with more detections than this are not remembered: the memory holds
+/// [`DEFAULT_CACHE_ENTRIES`] texts, and a hostile client sending distinct texts of 100,000
+/// covert characters each grew the gateway by about 60 MB per text. Real prompts hold far
+/// fewer; such a text is simply scanned again when it comes back.
+pub const MAX_CACHED_DETECTIONS: usize = 1024;
 
 type Key = (u64, u64, usize);
 
@@ -131,20 +136,25 @@ impl<D: Detector> CachedDetector<D> {
 }
 
 impl<D: Detector> Detector for CachedDetector<D> {
-    fn detect(&self, text: &str, out: &mut Vec<Detection>) {
+    fn detect(&self, text: &str, out: &mut Vec<Detection>) -> Coverage {
         if text.len() < CACHE_MIN_TEXT {
             return self.inner.detect(text, out);
         }
         let key = self.key(text.as_bytes());
         if let Some(d) = lock(&self.map).get(&key) {
             out.extend(d.iter().cloned());
-            return;
+            return Coverage::Whole;
         }
-        // Scan outside the lock.
+        // Scan outside the lock. Only whole results are remembered (a partial one would be
+        // replayed as if it were whole), and only small ones.
         let start = out.len();
-        self.inner.detect(text, out);
-        let found = out[start..].to_vec();
-        lock(&self.map).insert(key, found, self.max_entries);
+        let coverage = self.inner.detect(text, out);
+        let found = &out[start..];
+        if coverage == Coverage::Whole && found.len() <= MAX_CACHED_DETECTIONS {
+            let found = found.to_vec();
+            lock(&self.map).insert(key, found, self.max_entries);
+        }
+        coverage
     }
 
     fn normalize(&self, text: &str, out: &mut Vec<Replacement>) {
@@ -178,10 +188,11 @@ mod tests {
     use crate::detector::Category;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Finds "SECRET" and counts its calls.
+    /// Finds "SECRET" and counts its calls; a text holding "PARTIAL" is reported as not
+    /// scanned whole.
     struct Counting(AtomicUsize);
     impl Detector for Counting {
-        fn detect(&self, text: &str, out: &mut Vec<Detection>) {
+        fn detect(&self, text: &str, out: &mut Vec<Detection>) -> Coverage {
             self.0.fetch_add(1, Ordering::Relaxed);
             for (i, _) in text.match_indices("SECRET") {
                 out.push(Detection {
@@ -195,8 +206,42 @@ mod tests {
                     fingerprint: String::new(),
                 });
             }
+            match text.contains("PARTIAL") {
+                true => Coverage::Partial,
+                false => Coverage::Whole,
+            }
         }
         fn normalize(&self, _: &str, _: &mut Vec<Replacement>) {}
+    }
+
+    /// A partial result is never replayed as a whole one, and a text with very many detections
+    /// is not remembered at all: both are scanned again every time.
+    #[test]
+    fn partial_and_crowded_results_are_not_remembered() {
+        let c = CachedDetector::new(Counting(AtomicUsize::new(0)));
+        let calls = || c.inner().0.load(Ordering::Relaxed);
+        let partial = format!("{} SECRET PARTIAL", "x".repeat(600));
+        let crowded = "SECRET ".repeat(MAX_CACHED_DETECTIONS + 1);
+        let full = "SECRET ".repeat(MAX_CACHED_DETECTIONS);
+        for (text, coverage, n) in [
+            (&partial, Coverage::Partial, 1),
+            (&crowded, Coverage::Whole, MAX_CACHED_DETECTIONS + 1),
+        ] {
+            for round in 0..2 {
+                let before = calls();
+                let mut out = Vec::new();
+                assert_eq!(c.detect(text, &mut out), coverage);
+                assert_eq!(out.len(), n);
+                assert_eq!(calls(), before + 1, "scanned again in round {round}");
+            }
+        }
+        // At the bound, remembered.
+        let mut out = Vec::new();
+        assert_eq!(c.detect(&full, &mut out), Coverage::Whole);
+        let before = calls();
+        out.clear();
+        assert_eq!(c.detect(&full, &mut out), Coverage::Whole);
+        assert_eq!((calls(), out.len()), (before, MAX_CACHED_DETECTIONS));
     }
 
     #[test]
@@ -204,20 +249,20 @@ mod tests {
         let c = CachedDetector::new(Counting(AtomicUsize::new(0)));
         let text = format!("{} SECRET", "x".repeat(600));
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        c.detect(&text, &mut a);
-        c.detect(&text, &mut b);
+        assert_eq!(c.detect(&text, &mut a), Coverage::Whole);
+        assert_eq!(c.detect(&text, &mut b), Coverage::Whole);
         assert_eq!(c.inner().0.load(Ordering::Relaxed), 1);
         assert_eq!(a.len(), 1);
         assert_eq!((b[0].start, b[0].end), (a[0].start, a[0].end));
         // A different text of the same length is a miss.
         let other = format!("{} SECRFT", "x".repeat(600));
         let mut d = Vec::new();
-        c.detect(&other, &mut d);
+        let _ = c.detect(&other, &mut d);
         assert!(d.is_empty());
         assert_eq!(c.inner().0.load(Ordering::Relaxed), 2);
         // Short texts are never cached.
-        c.detect("SECRET", &mut d);
-        c.detect("SECRET", &mut d);
+        let _ = c.detect("SECRET", &mut d);
+        let _ = c.detect("SECRET", &mut d);
         assert_eq!(c.inner().0.load(Ordering::Relaxed), 4);
     }
 

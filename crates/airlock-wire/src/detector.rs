@@ -39,11 +39,23 @@ pub struct Replacement {
     pub text: String,
 }
 
+/// Whether a [`Detector::detect`] call looked at all of its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Coverage {
+    /// Every detection in the text was reported.
+    Whole,
+    /// The detector stopped early (the engine's cap on findings per scan,
+    /// `airlock_detect::MAX_FINDINGS`): the text may hold more, anywhere. The wire layer
+    /// refuses to vouch for such a request (see [`crate::MAX_REQUEST_FINDINGS`]).
+    Partial,
+}
+
 /// Anything that can find sensitive content in text. Implemented for the detection engine
 /// (`airlock_detect::Engine`); tests and embedders may supply their own.
 pub trait Detector: Send + Sync {
-    /// Append every detection in `text` to `out`.
-    fn detect(&self, text: &str, out: &mut Vec<Detection>);
+    /// Append every detection in `text` to `out`; say whether that is all of them.
+    fn detect(&self, text: &str, out: &mut Vec<Detection>) -> Coverage;
     /// Append the covert-Unicode normalisation of `text` as replacements (invisible, tag and
     /// bidi characters removed, look-alikes mapped to ASCII where the surrounding text is
     /// ASCII). Called only for texts with a covert detection whose action is `normalize`; the

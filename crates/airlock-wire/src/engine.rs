@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use airlock_detect::{Engine, covert};
 
-use crate::detector::{Category, Detection, Detector, Replacement};
+use crate::detector::{Category, Coverage, Detection, Detector, Replacement};
 
 fn category(c: airlock_detect::Category) -> Category {
     match c {
@@ -16,8 +16,9 @@ fn category(c: airlock_detect::Category) -> Category {
 }
 
 impl Detector for Engine {
-    fn detect(&self, text: &str, out: &mut Vec<Detection>) {
-        out.extend(self.scan(text).into_iter().map(|f| Detection {
+    fn detect(&self, text: &str, out: &mut Vec<Detection>) -> Coverage {
+        let scan = self.scan_all(text);
+        out.extend(scan.findings.into_iter().map(|f| Detection {
             category: category(f.category),
             severity: Arc::from(f.severity.as_str()),
             start: f.start,
@@ -27,6 +28,10 @@ impl Detector for Engine {
             fingerprint: f.fingerprint,
             rule_id: f.rule_id,
         }));
+        match scan.truncated {
+            true => Coverage::Partial,
+            false => Coverage::Whole,
+        }
     }
 
     fn normalize(&self, text: &str, out: &mut Vec<Replacement>) {

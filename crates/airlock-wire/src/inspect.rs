@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::Api;
 use crate::WireError;
 use crate::actions::{Actions, Resolved};
-use crate::detector::{Category, Detection, Detector, Replacement};
+use crate::detector::{Category, Coverage, Detection, Detector, Replacement};
 use crate::json::{self, Edit, Str, TopArray, Val};
 use crate::prefix::{self, Item, Outcome, Prefix};
 use crate::vault::VaultScope;
@@ -119,6 +119,11 @@ pub struct Inspection {
     pub text_leaves: usize,
     pub text_bytes: usize,
     pub dry_run: bool,
+    /// The request held more than Airlock can vouch for: over [`crate::MAX_REQUEST_FINDINGS`]
+    /// findings, or a text the detector stopped scanning early. The rest was not inspected;
+    /// the request is blocked ([`crate::LIMIT_RULE_ID`]) unless the policy is a dry run or
+    /// would change and block nothing.
+    pub limited: bool,
 }
 
 /// A request body parsed once: routing reads `model` and `stream` from it before the policy
@@ -272,6 +277,7 @@ impl<'a> Request<'a> {
             },
             scratch: Vec::new(),
             dirty: false,
+            limited: false,
             memo: detector
                 .memo_id()
                 .map(|id| (id, policy_fingerprint(actions))),
@@ -292,6 +298,7 @@ impl<'a> Request<'a> {
         }
         if let (Some(rec), Some((det, policy)), 1) = (cx.record.take(), cx.memo, cx.conversations)
             && !rec.1.is_empty()
+            && !cx.limited
         {
             scope.prefix_put(Prefix {
                 api,
@@ -331,6 +338,9 @@ struct Cx<'a> {
     scratch: Vec<Detection>,
     /// Set when the detector found anything in the leaf being walked (see `remembered`).
     dirty: bool,
+    /// The request reached the inspection's limit ([`Inspection::limited`]): nothing more is
+    /// scanned, and nothing of this request is remembered as clean or replayable.
+    limited: bool,
     /// `(detector memo id, policy fingerprint)` when outcomes may be remembered in the scope.
     memo: Option<(u64, u64)>,
     api: Api,
@@ -406,6 +416,24 @@ fn is_signed(src: &str, v: &Val) -> bool {
 }
 
 impl Cx<'_> {
+    /// The request reached the inspection's limit at `loc`: stop scanning, and block unless
+    /// this is a dry run or the policy would change and block nothing anyway (then the body is
+    /// forwarded as it came, which is what inspecting the rest would have done too).
+    fn limit(&mut self, loc: &Location) {
+        if self.limited {
+            return;
+        }
+        self.limited = true;
+        self.out.limited = true;
+        if !self.actions.dry_run && self.actions.acts() {
+            self.out.blocked.get_or_insert(Block {
+                rule_id: crate::LIMIT_RULE_ID.into(),
+                category: Category::Custom,
+                location: loc.clone(),
+            });
+        }
+    }
+
     /// Scan decoded `text`; return edits in decoded coordinates with unescaped replacements.
     fn scan_text(
         &mut self,
@@ -415,11 +443,19 @@ impl Cx<'_> {
     ) -> Vec<(usize, usize, String)> {
         self.out.text_leaves += 1;
         self.out.text_bytes += text.len();
+        let mut edits = Vec::new();
+        if self.limited {
+            return edits;
+        }
         let mut dets = std::mem::take(&mut self.scratch);
         dets.clear();
-        self.det.detect(text, &mut dets);
-        let mut edits = Vec::new();
+        let coverage = self.det.detect(text, &mut dets);
         self.dirty |= !dets.is_empty();
+        let room = crate::MAX_REQUEST_FINDINGS.saturating_sub(self.out.findings.len());
+        if coverage == Coverage::Partial || dets.len() > room {
+            dets.truncate(room);
+            self.limit(loc);
+        }
         if dets.is_empty() {
             self.scratch = dets;
             return edits;
@@ -517,6 +553,9 @@ impl Cx<'_> {
         out: &mut Vec<Edit>,
         walk: impl FnOnce(&mut Self, &mut Vec<Edit>),
     ) {
+        if self.limited {
+            return;
+        }
         let raw = s.raw(src).as_bytes();
         if self.det.known_clean(raw) {
             self.out.text_leaves += 1;
@@ -545,7 +584,9 @@ impl Cx<'_> {
         let (e0, f0) = (out.len(), self.out.findings.len());
         let (l0, b0) = (self.out.text_leaves, self.out.text_bytes);
         walk(self, out);
-        if !self.dirty {
+        if self.limited {
+            // Not scanned whole: remember nothing about it.
+        } else if !self.dirty {
             self.det.note_clean(raw);
         } else if let Some(k) = key {
             let found = &self.out.findings[f0..];
@@ -731,6 +772,12 @@ impl Cx<'_> {
                             self.out.text_leaves += o.text_leaves;
                             self.out.text_bytes += o.text_bytes;
                             self.out.media_parts += o.media_parts;
+                            if self.out.findings.len() > crate::MAX_REQUEST_FINDINGS {
+                                self.out.findings.truncate(crate::MAX_REQUEST_FINDINGS);
+                                self.limit(
+                                    &Location::root(&key.decode(src).text).idx(i).message(i),
+                                );
+                            }
                             replayed = Some(o);
                         }
                         None => match json::parse_span(src, *start, *end) {
@@ -739,7 +786,7 @@ impl Cx<'_> {
                                 // Bytes that hashed like an element that parsed but do not
                                 // parse: never forward what was not inspected.
                                 self.out.blocked.get_or_insert(Block {
-                                    rule_id: "airlock-inspection-error".into(),
+                                    rule_id: crate::ERROR_RULE_ID.into(),
                                     category: Category::Custom,
                                     location: Location::root(&key.decode(src).text)
                                         .idx(i)
@@ -768,6 +815,7 @@ impl Cx<'_> {
             let outcome = replayed.or_else(|| {
                 let found = &self.out.findings[f0..];
                 let ok = found.len() <= MAX_ELEMENT_FINDINGS
+                    && !self.limited
                     && !found.iter().any(|f| f.action == Resolved::Block)
                     && out[e0..].iter().all(|e| e.start >= start && e.end <= end);
                 ok.then(|| {

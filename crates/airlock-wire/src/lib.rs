@@ -36,7 +36,7 @@ pub use actions::{
     DEFAULT_SECRET, RedactionPolicy, Resolved, RuleAction,
 };
 pub use cache::{CACHE_MIN_TEXT, CachedDetector, DEFAULT_CACHE_ENTRIES};
-pub use detector::{Category, Detection, Detector, Replacement};
+pub use detector::{Category, Coverage, Detection, Detector, Replacement};
 pub use inspect::{Block, FieldError, Finding, Inspection, Location, Request, inspect};
 pub use peek::{Peek, peek};
 pub use prefix::{MAX_PREFIX_BYTES, MAX_PREFIXES};
@@ -47,6 +47,21 @@ pub use vault::{
     DEFAULT_MAX_TOTAL_BYTES, MAX_PLACEHOLDER_LEN, PLACEHOLDER_PREFIX, SecretValue, Vault,
     VaultConfig, VaultScope, sanitize_label,
 };
+
+/// Most findings one request may hold. Past it (or when the detector stops scanning a text
+/// early, at `airlock_detect::MAX_FINDINGS` findings), Airlock cannot vouch for the rest of the
+/// request: it stops inspecting and blocks it ([`LIMIT_RULE_ID`]) rather than forward content
+/// it did not look at. Real prompts hold a few findings; a request past this is hostile (a
+/// flood of covert characters or decoy secrets, which could hide a real one past the cap) or
+/// a bulk export of personal data. Bounds the inspection's time and memory as well: each
+/// finding costs a few microseconds and a few hundred bytes.
+pub const MAX_REQUEST_FINDINGS: usize = 100_000;
+
+/// The rule id of a block for a request past [`MAX_REQUEST_FINDINGS`].
+pub const LIMIT_RULE_ID: &str = "airlock-inspection-limit";
+
+/// The rule id of a block for a part of the request that could not be inspected.
+pub const ERROR_RULE_ID: &str = "airlock-inspection-error";
 
 /// The model APIs Airlock speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -100,10 +115,23 @@ pub fn block_error(api: Api, block: &Block) -> (u16, Vec<u8>) {
         Category::Covert => "covert Unicode characters",
         Category::Custom => "content marked confidential",
     };
-    let message = format!(
-        "Airlock blocked this request: {cat} (rule {}) found in {}. Remove it and try again.",
-        block.rule_id, block.location
-    );
+    let message = match block.rule_id.as_str() {
+        LIMIT_RULE_ID => format!(
+            "Airlock blocked this request: it holds more than {MAX_REQUEST_FINDINGS} findings \
+             (secrets, personal data or covert characters), too many to inspect; inspection \
+             stopped at {} (rule {LIMIT_RULE_ID}). Remove the flagged content and try again.",
+            block.location
+        ),
+        ERROR_RULE_ID => format!(
+            "Airlock blocked this request: part of it could not be inspected ({}, rule \
+             {ERROR_RULE_ID}). Try again.",
+            block.location
+        ),
+        _ => format!(
+            "Airlock blocked this request: {cat} (rule {}) found in {}. Remove it and try again.",
+            block.rule_id, block.location
+        ),
+    };
     let body = if api.is_anthropic() {
         serde_json::json!({
             "type": "error",

@@ -135,3 +135,106 @@ fn many_covert_characters_in_one_text_are_all_normalized() {
     let sent = out["messages"][0]["content"].as_str().unwrap();
     assert_eq!(sent, "ab cd it's ".repeat(3_000));
 }
+
+/// A Chat body whose user messages are `texts`.
+fn chat_body(texts: &[String]) -> String {
+    let msgs: Vec<_> = texts
+        .iter()
+        .map(|t| serde_json::json!({"role": "user", "content": t}))
+        .collect();
+    serde_json::json!({"model": "gpt-5", "messages": msgs}).to_string()
+}
+
+/// A request past the findings limit is blocked whole, in its API's error shape, and no part of
+/// it is forwarded. (Before the limit existed, a text with more covert characters than the
+/// engine's cap on findings was forwarded with the characters past the cap left in it.)
+#[test]
+fn a_request_past_the_findings_limit_is_blocked_not_forwarded_in_part() {
+    let det = CachedDetector::new(airlock_detect::Engine::builtin().unwrap());
+    // One text past the engine's cap; then 498 texts of 201 covert characters each, every one
+    // small enough to be remembered, 100,098 together: the limit falls in the last one, after
+    // 103 of its characters.
+    let one = vec!["a\u{200B}b ".repeat(MAX_REQUEST_FINDINGS + 1)];
+    let many: Vec<String> = (0..498)
+        .map(|i| format!("part {i}: {}", "c\u{200B}d ".repeat(201)))
+        .collect();
+    let scope = VaultScope::detached();
+    for (name, texts) in [("one text", &one), ("498 texts", &many)] {
+        let body = chat_body(texts);
+        // Twice: nothing of a limited request is remembered as clean or replayed as complete.
+        for round in 0..2 {
+            let r = inspect(
+                Api::OpenAiChat,
+                body.as_bytes(),
+                &det,
+                &Actions::default(),
+                &scope,
+            )
+            .expect("inspect");
+            assert!(r.limited, "{name}, round {round}");
+            let b = r.blocked.as_ref().expect("blocked");
+            assert_eq!(b.rule_id, LIMIT_RULE_ID, "{name}, round {round}");
+            assert!(r.body.is_none(), "{name}: nothing forwarded");
+            assert!(r.findings.len() <= MAX_REQUEST_FINDINGS, "{name}");
+            let (status, err) = block_error(Api::OpenAiChat, b);
+            let err: serde_json::Value = serde_json::from_slice(&err).unwrap();
+            let msg = err["error"]["message"].as_str().unwrap();
+            assert_eq!(status, 403);
+            assert!(msg.contains("more than 100000 findings"), "{msg}");
+            assert!(msg.contains(LIMIT_RULE_ID), "{msg}");
+        }
+        // A policy that changes nothing, or a dry run, forwards the body as it came: so would
+        // inspecting all of it. The limit is still reported.
+        let log = Actions {
+            secret: Action::Log,
+            pii: Action::Log,
+            covert: CovertAction::Log,
+            custom: Action::Log,
+            ..Actions::default()
+        };
+        let dry = Actions {
+            dry_run: true,
+            ..Actions::default()
+        };
+        for actions in [log, dry] {
+            let other = VaultScope::detached();
+            let r = inspect(Api::OpenAiChat, body.as_bytes(), &det, &actions, &other).unwrap();
+            assert!(
+                r.limited && r.blocked.is_none() && r.body.is_none(),
+                "{name}"
+            );
+        }
+    }
+    // The text the limit fell in, at the same place in a small request: it is normalised
+    // whole. (Had its first 103 findings been remembered, they would be replayed here and the
+    // other 98 characters sent on.)
+    let mut small: Vec<String> = (0..497).map(|i| format!("hello {i}")).collect();
+    small.push(many[497].clone());
+    let r = inspect(
+        Api::OpenAiChat,
+        chat_body(&small).as_bytes(),
+        &det,
+        &Actions::default(),
+        &scope,
+    )
+    .unwrap();
+    assert!(!r.limited && r.blocked.is_none());
+    assert_eq!(r.findings.len(), 201);
+    let out = String::from_utf8(r.body.expect("normalised")).unwrap();
+    assert!(!out.contains('\u{200B}'));
+    // Under the limit, every character is normalised.
+    let under: Vec<String> = many[..400].to_vec();
+    let scope = VaultScope::detached();
+    let r = inspect(
+        Api::OpenAiChat,
+        chat_body(&under).as_bytes(),
+        &det,
+        &Actions::default(),
+        &scope,
+    )
+    .unwrap();
+    assert!(!r.limited && r.blocked.is_none());
+    assert_eq!(r.findings.len(), 400 * 201);
+    let out = String::from_utf8(r.body.expect("normalised")).unwrap();
+    assert!(!out.contains('\u{200B}'));
+}

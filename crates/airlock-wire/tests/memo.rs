@@ -20,7 +20,7 @@ struct Marker {
 }
 
 impl Detector for Marker {
-    fn detect(&self, text: &str, out: &mut Vec<Detection>) {
+    fn detect(&self, text: &str, out: &mut Vec<Detection>) -> Coverage {
         self.scans.fetch_add(1, Ordering::Relaxed);
         let mut find = |prefix: &str, label: &str| {
             for (i, _) in text.match_indices(prefix) {
@@ -41,6 +41,7 @@ impl Detector for Marker {
         if self.extra {
             find("EXTRA-", "extra");
         }
+        Coverage::Whole
     }
     fn normalize(&self, _: &str, _: &mut Vec<Replacement>) {}
 }

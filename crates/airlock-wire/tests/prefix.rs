@@ -17,7 +17,7 @@ struct Counting {
 }
 
 impl Detector for Counting {
-    fn detect(&self, text: &str, out: &mut Vec<Detection>) {
+    fn detect(&self, text: &str, out: &mut Vec<Detection>) -> Coverage {
         self.scans.fetch_add(1, Ordering::Relaxed);
         engine().detect(text, out)
     }
@@ -30,7 +30,9 @@ impl Detector for Counting {
 struct Blind;
 
 impl Detector for Blind {
-    fn detect(&self, _: &str, _: &mut Vec<Detection>) {}
+    fn detect(&self, _: &str, _: &mut Vec<Detection>) -> Coverage {
+        Coverage::Whole
+    }
     fn normalize(&self, _: &str, _: &mut Vec<Replacement>) {}
 }
 

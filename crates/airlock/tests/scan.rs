@@ -240,6 +240,35 @@ fn binary_huge_invalid_utf8_and_long_lines() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("huge.txt: skipped"));
 }
 
+/// A file with more findings than the engine reports in one scan: the findings it did report,
+/// and a warning naming the file, so nobody takes the rest of it for clean.
+#[test]
+fn a_scan_that_stops_at_the_findings_cap_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = airlock_detect::MAX_FINDINGS;
+    write(&dir.path().join("under.txt"), "a\u{200B}b ".repeat(cap - 1));
+    write(&dir.path().join("over.txt"), "a\u{200B}b ".repeat(cap + 1));
+    let out = airlock()
+        .args(["scan", "--format", "jsonl"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stopped: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("scan stopped"))
+        .collect();
+    assert_eq!(stopped.len(), 1, "{stderr}");
+    assert!(stopped[0].contains("over.txt"), "{stderr}");
+    assert!(
+        stopped[0].contains(&format!("after {cap} findings")),
+        "{stderr}"
+    );
+    let rows = String::from_utf8(out.stdout).unwrap().lines().count();
+    assert_eq!(rows, 2 * cap - 1);
+}
+
 #[test]
 fn gitignore_is_honoured_and_hidden_files_scanned() {
     let dir = tempfile::tempdir().unwrap();

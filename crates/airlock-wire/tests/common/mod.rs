@@ -160,7 +160,7 @@ pub fn stand_in() -> &'static StandIn {
 }
 
 impl airlock_wire::Detector for StandIn {
-    fn detect(&self, text: &str, out: &mut Vec<airlock_wire::Detection>) {
+    fn detect(&self, text: &str, out: &mut Vec<airlock_wire::Detection>) -> airlock_wire::Coverage {
         for (id, cat, label, re) in &self.rules {
             for c in re.captures_iter(text) {
                 let Some(m) = c.name("v") else { continue };
@@ -184,6 +184,7 @@ impl airlock_wire::Detector for StandIn {
                 });
             }
         }
+        airlock_wire::Coverage::Whole
     }
     fn normalize(&self, text: &str, out: &mut Vec<airlock_wire::Replacement>) {
         for (_, cat, _, re) in &self.rules {

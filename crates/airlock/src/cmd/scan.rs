@@ -223,8 +223,27 @@ fn human_size(n: u64) -> String {
     }
 }
 
+/// The findings of one file (or stdin), and the warning for a scan that stopped at the engine's
+/// cap on findings (so the rest of the file was not looked at).
+fn scan_one(engine: &Engine, bytes: &[u8], display: &str) -> (Vec<OutFinding>, Option<String>) {
+    let scan = engine.scan_bytes_all(bytes);
+    let warning = scan.truncated.then(|| {
+        format!(
+            "{display}: scan stopped after {} findings; the rest of the file was not scanned",
+            airlock_detect::MAX_FINDINGS
+        )
+    });
+    let findings = scan
+        .findings
+        .into_iter()
+        .map(|f| OutFinding::new(display, f))
+        .collect();
+    (findings, warning)
+}
+
 fn scan_file(engine: &Engine, path: &Path, display: &str, max: u64, out: &Mutex<Collected>) {
-    let result = (|| -> Result<Option<(Vec<OutFinding>, u64)>, String> {
+    type Scanned = (Vec<OutFinding>, Option<String>, u64);
+    let result = (|| -> Result<Option<Scanned>, String> {
         let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
         if meta.is_dir() {
             return Ok(None);
@@ -239,19 +258,16 @@ fn scan_file(engine: &Engine, path: &Path, display: &str, max: u64, out: &Mutex<
         if memchr_nul(&bytes[..bytes.len().min(8192)]) {
             return Err("binary".into());
         }
-        let findings = engine
-            .scan_bytes(&bytes)
-            .into_iter()
-            .map(|f| OutFinding::new(display, f))
-            .collect();
-        Ok(Some((findings, bytes.len() as u64)))
+        let (findings, warning) = scan_one(engine, &bytes, display);
+        Ok(Some((findings, warning, bytes.len() as u64)))
     })();
     let mut c = out.lock().unwrap_or_else(|p| p.into_inner());
     match result {
-        Ok(Some((f, n))) => {
+        Ok(Some((f, warning, n))) => {
             c.files_scanned += 1;
             c.bytes_scanned += n;
             c.findings.extend(f);
+            c.warnings.extend(warning);
         }
         Ok(None) => {}
         Err(e) if e == "binary" => c.skipped_binary += 1,
@@ -303,15 +319,12 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<Exit> {
             let stdin = std::io::stdin();
             match read_bounded(stdin.lock(), max, 0) {
                 Ok(Some(bytes)) => {
-                    let findings: Vec<OutFinding> = engine
-                        .scan_bytes(&bytes)
-                        .into_iter()
-                        .map(|f| OutFinding::new("-", f))
-                        .collect();
+                    let (findings, warning) = scan_one(&engine, &bytes, "-");
                     let mut c = collected.lock().unwrap_or_else(|p| p.into_inner());
                     c.files_scanned += 1;
                     c.bytes_scanned += bytes.len() as u64;
                     c.findings.extend(findings);
+                    c.warnings.extend(warning);
                 }
                 Ok(None) => collected
                     .lock()
