@@ -1,46 +1,12 @@
-//! The part of `rules/agents.toml` that probe needs: how to point each known agent at a base
-//! URL and make it do one non-interactive turn (`[agent.probe]`), its binaries and vendor hosts.
-//!
-//! This is a small private reader of the shared catalogue (only the keys probe uses; all other
-//! keys are ignored), so probe does not wait on the full catalogue model in airlock-policy.
+//! The agents probe knows how to drive: the entries of the shared catalogue
+//! (`rules/agents.toml`, read by `airlock_policy::Catalogue` as the gateway and inventory read
+//! it, so a malformed entry is the same error everywhere) that have an `[agent.probe]` table:
+//! how to point the agent at a base URL and make it do one non-interactive turn, its binaries
+//! and vendor hosts.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use crate::ProbeError;
-
-/// The shared agent catalogue, embedded at build time.
-pub const AGENTS_TOML: &str = include_str!("../../../rules/agents.toml");
-
-#[derive(Debug, Deserialize)]
-struct File {
-    #[serde(default)]
-    agent: Vec<AgentEntry>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct AgentEntry {
-    id: String,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    binaries: Vec<String>,
-    #[serde(default)]
-    vendor_hosts: Vec<String>,
-    #[serde(default)]
-    telemetry_env_off: BTreeMap<String, String>,
-    #[serde(default)]
-    probe: Option<ProbeEntry>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct ProbeEntry {
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-}
 
 /// How to probe one known agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,28 +34,34 @@ pub struct Catalogue {
 impl Catalogue {
     /// The catalogue compiled into this build.
     pub fn embedded() -> Result<Catalogue, ProbeError> {
-        Catalogue::parse(AGENTS_TOML)
+        Ok(Catalogue::from_shared(airlock_policy::Catalogue::embedded()))
     }
 
+    /// A catalogue from the text of an `agents.toml`.
     pub fn parse(text: &str) -> Result<Catalogue, ProbeError> {
-        let f: File = toml::from_str(text).map_err(|e| ProbeError::Catalogue(e.to_string()))?;
-        let agents = f
-            .agent
-            .into_iter()
+        let shared = airlock_policy::Catalogue::from_toml(text, "agents.toml")
+            .map_err(|e| ProbeError::Catalogue(e.to_string()))?;
+        Ok(Catalogue::from_shared(&shared))
+    }
+
+    fn from_shared(shared: &airlock_policy::Catalogue) -> Catalogue {
+        let agents = shared
+            .agents()
+            .iter()
             .filter_map(|a| {
-                let p = a.probe?;
+                let p = a.probe.as_ref()?;
                 Some(AgentProfile {
-                    name: a.name.unwrap_or_else(|| a.id.clone()),
-                    id: a.id,
-                    binaries: a.binaries,
-                    vendor_hosts: a.vendor_hosts,
-                    args: p.args,
-                    env: p.env,
-                    telemetry_env_off: a.telemetry_env_off,
+                    id: a.id.clone(),
+                    name: a.name.clone(),
+                    binaries: a.binaries.clone(),
+                    vendor_hosts: a.vendor_hosts.clone(),
+                    args: p.args.clone(),
+                    env: p.env.clone(),
+                    telemetry_env_off: a.telemetry_env_off.clone(),
                 })
             })
             .collect();
-        Ok(Catalogue { agents })
+        Catalogue { agents }
     }
 
     pub fn agents(&self) -> &[AgentProfile] {
@@ -125,5 +97,21 @@ mod tests {
         assert!(a.vendor_hosts.iter().any(|h| h == "api.anthropic.com"));
         assert!(c.by_id("codex").is_some());
         assert!(c.by_program("definitely-not-an-agent").is_none());
+    }
+
+    /// Probe reads the catalogue as the gateway and inventory do: a misspelt key is an error
+    /// naming it, not an entry silently missing its probe arguments.
+    #[test]
+    fn a_catalogue_entry_is_read_as_everywhere_else() {
+        let ok = "schema_version = 1\n[[agent]]\nid = \"x\"\nname = \"X\"\nvendor = \"V\"\n\
+                  binaries = [\"x\"]\n[agent.probe]\nargs = [\"-p\", \"{prompt}\"]\n";
+        let c = Catalogue::parse(ok).unwrap();
+        let a = c.by_program("/usr/bin/x").expect("x");
+        assert_eq!((a.name.as_str(), a.args.len()), ("X", 2));
+        let typo = ok.replace("args =", "argz =");
+        match Catalogue::parse(&typo) {
+            Err(ProbeError::Catalogue(m)) => assert!(m.contains("argz"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
