@@ -115,13 +115,6 @@ fn build_engine(
     Ok(engine)
 }
 
-/// The engine for `config`'s `[detection]`: the built-in rules, the rule files it names
-/// (relative to the config file), its custom markers, minus what it disables.
-pub fn engine_for(config: &Config) -> Result<Engine, DetectionError> {
-    let (cfg, built) = detection_inputs(config)?;
-    build_engine(config, &cfg, &built)
-}
-
 /// An engine built by [`Redactor::prepare`], with what it was built from.
 pub struct Prepared {
     engine: Engine,
