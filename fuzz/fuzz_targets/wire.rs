@@ -20,11 +20,17 @@ use libfuzzer_sys::fuzz_target;
 static DETECTOR: LazyLock<CachedDetector<Engine>> =
     LazyLock::new(|| CachedDetector::new(Engine::builtin().expect("built-in rules compile")));
 
-const APIS: [Api; 4] = [Api::AnthropicMessages, Api::AnthropicCountTokens, Api::OpenAiChat, Api::OpenAiResponses];
+const APIS: [Api; 5] = [
+    Api::AnthropicMessages,
+    Api::AnthropicCountTokens,
+    Api::OpenAiChat,
+    Api::OpenAiResponses,
+    Api::GeminiGenerateContent,
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, data)) = data.split_first() else { return };
-    let api = APIS[(sel & 3) as usize];
+    let api = APIS[usize::from(sel & 7) % APIS.len()];
     let scope = VaultScope::detached();
     let actions = Actions { pii: airlock_wire::Action::Redact, ..Actions::default() };
     let (rest, second) = match data.iter().position(|&b| b == 0xFF) {

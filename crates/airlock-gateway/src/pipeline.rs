@@ -984,7 +984,8 @@ fn wire_api(endpoint: Endpoint) -> Option<Api> {
         Endpoint::AnthropicCountTokens => Some(Api::AnthropicCountTokens),
         Endpoint::OpenAiChat => Some(Api::OpenAiChat),
         Endpoint::OpenAiResponses => Some(Api::OpenAiResponses),
-        Endpoint::Models | Endpoint::Gemini => None,
+        Endpoint::Gemini => Some(Api::GeminiGenerateContent),
+        Endpoint::Models => None,
     }
 }
 

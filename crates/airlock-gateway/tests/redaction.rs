@@ -46,6 +46,59 @@ async fn claude_capture_secrets_are_redacted_upstream_and_restored_in_the_stream
     assert!(String::from_utf8_lossy(&body).contains("message_stop"));
 }
 
+/// Gemini CLI's real streaming request with a secret and a covert character injected: the
+/// upstream gets the placeholder and clean text; the agent gets the original back, in the text
+/// split across events and in the function call's arguments.
+#[tokio::test]
+async fn gemini_capture_secrets_are_redacted_upstream_and_restored_in_the_stream() {
+    let mock = Mock::start().await;
+    let gw = start_gateway(&base_config(mock.addr, "")).await;
+    let mut c = captured("gemini-cli-0.61.0.jsonl")
+        .into_iter()
+        .find(|c| c.target.contains(":streamGenerateContent"))
+        .expect("a gemini-cli stream request");
+    let mut v: serde_json::Value = serde_json::from_str(&c.body).unwrap();
+    let text = format!("use GITHUB_TOKEN={} for pro{ZW}duction", github_token());
+    v["contents"]
+        .as_array_mut()
+        .expect("contents")
+        .push(serde_json::json!({"role": "user", "parts": [{"text": text}]}));
+    c.body = serde_json::to_string(&v).unwrap();
+    let c = with_mock(&c, "echo-GITHUB");
+    let resp = client()
+        .request(captured_request(&c, gw.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+
+    let up = mock.last();
+    let sent = String::from_utf8(up.body.to_vec()).unwrap();
+    assert!(
+        !sent.contains(&github_token()),
+        "GitHub token left the gateway"
+    );
+    assert!(!sent.contains(ZW), "zero-width character left the gateway");
+    assert!(sent.contains("for production"));
+    let ph = find_placeholder(&up.body, "GITHUB").expect("placeholder upstream");
+
+    let answer = String::from_utf8(body.to_vec()).unwrap();
+    assert!(!answer.contains(&ph), "placeholder reached the agent");
+    let mut text = String::new();
+    let mut command = String::new();
+    for data in answer.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let e: serde_json::Value = serde_json::from_str(data).expect("event is JSON");
+        for p in e["candidates"][0]["content"]["parts"].as_array().unwrap() {
+            text.push_str(p["text"].as_str().unwrap_or(""));
+            if let Some(cmd) = p["functionCall"]["args"]["command"].as_str() {
+                command.push_str(cmd);
+            }
+        }
+    }
+    assert_eq!(text, format!("export TOKEN={} done", github_token()));
+    assert_eq!(command, format!("echo {}", github_token()));
+}
+
 #[tokio::test]
 async fn same_request_twice_gives_byte_identical_upstream_bodies() {
     let mock = Mock::start().await;

@@ -295,6 +295,7 @@ impl<'a> Request<'a> {
             }
             Api::OpenAiChat => cx.chat(src, root, &mut edits),
             Api::OpenAiResponses => cx.responses(src, root, &mut edits),
+            Api::GeminiGenerateContent => cx.gemini(src, root, &mut edits),
         }
         if let (Some(rec), Some((det, policy)), 1) = (cx.record.take(), cx.memo, cx.conversations)
             && !rec.1.is_empty()
@@ -1066,6 +1067,73 @@ impl Cx<'_> {
                         _ => self.generic(src, v, &kl, m, out),
                     }
                 }
+            }
+        }
+    }
+
+    // ---- Gemini generateContent ----
+
+    fn gemini(&mut self, src: &str, root: &Val, out: &mut Vec<Edit>) {
+        let Val::Obj(members) = root else { return };
+        for (k, v) in members {
+            let key = k.decode(src).text;
+            match (&*key, v) {
+                ("contents", Val::Arr(items)) => {
+                    self.conversation(src, k, items, out, |cx, src, ci, c, out| {
+                        let loc = Location::root("contents").idx(ci).message(ci);
+                        cx.g_content(src, c, &loc, out);
+                    })
+                }
+                ("systemInstruction" | "system_instruction", _) => {
+                    self.g_content(src, v, &Location::root(&key), out)
+                }
+                ("tools", _) => self.generic(src, v, &Location::root("tools"), true, out),
+                _ => {}
+            }
+        }
+    }
+
+    /// A Gemini `Content`: its `parts`.
+    fn g_content(&mut self, src: &str, c: &Val, loc: &Location, out: &mut Vec<Edit>) {
+        if let Some(Val::Arr(parts)) = c.get(src, "parts") {
+            let pl = loc.key("parts");
+            for (pi, p) in parts.iter().enumerate() {
+                self.g_part(src, p, &pl.idx(pi).block(pi), out);
+            }
+        }
+    }
+
+    /// A Gemini `Part`. A thought summary (`"thought": true`) is reported, never modified, as a
+    /// thinking block is. A `thoughtSignature` on a text or function-call part is the model's
+    /// opaque reasoning state, not a signature over the part's text, so such parts are handled
+    /// as any other (and the signature itself, an opaque key, is never scanned).
+    fn g_part(&mut self, src: &str, p: &Val, loc: &Location, out: &mut Vec<Edit>) {
+        let Val::Obj(members) = p else { return };
+        let m = !matches!(p.get(src, "thought"), Some(Val::Bool(true)));
+        for (k, v) in members {
+            let key = k.decode(src).text;
+            match (&*key, v) {
+                ("text", Val::Str(s)) => self.text(src, s, &loc.key("text"), m, out),
+                ("functionCall" | "function_call", _) => {
+                    if let Some(args) = v.get(src, "args") {
+                        self.generic(src, args, &loc.key(&key).key("args"), m, out);
+                    }
+                }
+                ("functionResponse" | "function_response", _) => {
+                    if let Some(r) = v.get(src, "response") {
+                        self.generic(src, r, &loc.key(&key).key("response"), m, out);
+                    }
+                }
+                ("executableCode" | "executable_code", _) => {
+                    self.str_field(src, v, "code", &loc.key(&key), m, out)
+                }
+                ("codeExecutionResult" | "code_execution_result", _) => {
+                    self.str_field(src, v, "output", &loc.key(&key), m, out)
+                }
+                ("inlineData" | "inline_data" | "fileData" | "file_data", _) => {
+                    self.out.media_parts += 1
+                }
+                _ => {}
             }
         }
     }

@@ -75,6 +75,9 @@ pub enum Api {
     OpenAiChat,
     /// `POST /v1/responses`
     OpenAiResponses,
+    /// `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent` (Gemini; the
+    /// model and whether it streams are in the path)
+    GeminiGenerateContent,
 }
 
 impl Api {
@@ -86,6 +89,11 @@ impl Api {
             "/v1/messages/count_tokens" => Some(Api::AnthropicCountTokens),
             "/v1/chat/completions" => Some(Api::OpenAiChat),
             "/v1/responses" => Some(Api::OpenAiResponses),
+            _ if (p.starts_with("/v1beta/models/") || p.starts_with("/v1/models/"))
+                && (p.ends_with(":generateContent") || p.ends_with(":streamGenerateContent")) =>
+            {
+                Some(Api::GeminiGenerateContent)
+            }
             _ => None,
         }
     }
@@ -132,7 +140,12 @@ pub fn block_error(api: Api, block: &Block) -> (u16, Vec<u8>) {
             block.rule_id, block.location
         ),
     };
-    let body = if api.is_anthropic() {
+    let body = if api == Api::GeminiGenerateContent {
+        // Google's shape, as Gemini CLI reads it (`error.message`, `error.status`).
+        serde_json::json!({
+            "error": {"code": 403, "message": message, "status": "PERMISSION_DENIED"},
+        })
+    } else if api.is_anthropic() {
         serde_json::json!({
             "type": "error",
             "error": {"type": "permission_error", "message": message},

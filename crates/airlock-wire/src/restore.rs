@@ -106,7 +106,12 @@ pub(crate) fn restore_val(
             }
         }
         Val::Obj(members) => {
-            if v.has(src, "signature") || v.has(src, "encrypted_content") {
+            // Signed or encrypted objects, and Gemini thought parts: what the agent sends back
+            // must be what the provider sent.
+            if v.has(src, "signature")
+                || v.has(src, "encrypted_content")
+                || matches!(v.get(src, "thought"), Some(Val::Bool(true)))
+            {
                 return;
             }
             if let Some(t) = v.get_str(src, "type")

@@ -157,6 +157,9 @@ enum Synth {
         start: usize,
         end: usize,
     },
+    Gemini {
+        candidate: String,
+    },
 }
 
 struct Pending {
@@ -350,6 +353,7 @@ impl StreamRestorer {
             Api::AnthropicMessages | Api::AnthropicCountTokens => self.anthropic(&data, out),
             Api::OpenAiChat => self.chat(&data, out),
             Api::OpenAiResponses => self.responses(name, &data, out),
+            Api::GeminiGenerateContent => self.gemini(&data, out),
         };
         match new {
             None => out.extend_from_slice(raw),
@@ -470,6 +474,12 @@ impl StreamRestorer {
                     let d = format!("{}{}{}", &data[..start], esc, &data[end..]);
                     (Some(event), d)
                 }
+                Synth::Gemini { candidate } => (
+                    None,
+                    format!(
+                        r#"{{"candidates":[{{"content":{{"parts":[{{"text":"{esc}"}}],"role":"model"}},"index":{candidate}}}]}}"#
+                    ),
+                ),
             };
             if let Some(e) = event {
                 out.extend_from_slice(b"event: ");
@@ -624,6 +634,64 @@ impl StreamRestorer {
                             text: json::escape(&new),
                         });
                     }
+                }
+            }
+        }
+        (!edits.is_empty()).then(|| json::apply_edits(data, &mut edits))
+    }
+
+    /// A Gemini stream (`:streamGenerateContent?alt=sse`): each event a whole
+    /// `GenerateContentResponse` whose candidates' text parts are deltas. Text is restored as a
+    /// delta (a placeholder split across events is held back, only the bytes that could start
+    /// one); other parts (function calls, which arrive whole) are restored in place, after the
+    /// candidate's held text is sent. Thought parts are left as they are, as thinking blocks are.
+    fn gemini(&mut self, data: &str, out: &mut Vec<u8>) -> Option<String> {
+        let root = json::parse(data).ok()?;
+        let Some(Val::Arr(cands)) = root.get(data, "candidates") else {
+            return self.restore_whole(data, &root);
+        };
+        let mut edits = Vec::new();
+        for c in cands {
+            let ci = c
+                .get(data, "index")
+                .and_then(|v| v.raw(data))
+                .unwrap_or("0")
+                .to_owned();
+            let prefix = format!("g{ci}/");
+            let last = matches!(c.get(data, "finishReason"), Some(v) if !matches!(v, Val::Null));
+            let parts = match c.get(data, "content").and_then(|ct| ct.get(data, "parts")) {
+                Some(Val::Arr(parts)) => parts.as_slice(),
+                _ => &[],
+            };
+            let thought = |p: &Val| matches!(p.get(data, "thought"), Some(Val::Bool(true)));
+            let is_text = |p: &Val| matches!(p.get(data, "text"), Some(Val::Str(_)));
+            let (text, other) = parts
+                .iter()
+                .filter(|p| !thought(p))
+                .fold((false, false), |a, p| {
+                    (a.0 || is_text(p), a.1 || !is_text(p))
+                });
+            // Held text goes first: joined to this event's text when it has some (so a
+            // placeholder split across the two is restored), else as an event of its own.
+            if (last || other) && !text {
+                self.flush(out, |k| k.starts_with(&prefix));
+            }
+            for p in parts.iter().filter(|p| !thought(p)) {
+                if let Some(Val::Str(s)) = p.get(data, "text") {
+                    let text = s.decode(data).text;
+                    let candidate = ci.clone();
+                    let key = format!("{prefix}text");
+                    if let Some(new) =
+                        self.delta(key, &text, false, last, move || Synth::Gemini { candidate })
+                    {
+                        edits.push(Edit {
+                            start: s.start,
+                            end: s.end,
+                            text: json::escape(&new),
+                        });
+                    }
+                } else if data.contains(PLACEHOLDER_PREFIX) {
+                    restore_val(data, p, &self.scope, false, &mut edits);
                 }
             }
         }

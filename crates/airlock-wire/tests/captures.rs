@@ -181,6 +181,51 @@ fn build(api: Api, base: &str, v: &Vals) -> String {
                 ],
             )
         }
+        Api::GeminiGenerateContent => {
+            // A model turn: a thought (reported, never modified) and a function call; then its
+            // function response. Before the captured contents.
+            let args = format!(
+                r#"{{"command":"export AWS_ACCESS_KEY_ID={} GH={}","is_background":false}}"#,
+                v.aws_id, v.gh
+            );
+            let pre = format!(
+                r#"{{"role":"model","parts":[{{"text":"{}","thought":true}},{{"functionCall":{{"name":"run_shell_command","args":{}}},"thoughtSignature":"CiQBjz1rX"}}]}},{{"role":"user","parts":[{{"functionResponse":{{"name":"run_shell_command","response":{{"output":"{}"}}}}}},{{"inlineData":{{"mimeType":"image/png","data":"iVBORw0KGgoAAAANSUhEUg=="}}}}]}},"#,
+                esc(&d.text()),
+                args,
+                esc(&v.text())
+            );
+            splice(
+                base,
+                vec![
+                    ins(
+                        str_end(
+                            base,
+                            &[
+                                Seg::K("systemInstruction"),
+                                Seg::K("parts"),
+                                Seg::I(0),
+                                Seg::K("text"),
+                            ],
+                        ),
+                        t.clone(),
+                    ),
+                    ins(
+                        str_end(
+                            base,
+                            &[
+                                Seg::K("contents"),
+                                Seg::I(0),
+                                Seg::K("parts"),
+                                Seg::I(0),
+                                Seg::K("text"),
+                            ],
+                        ),
+                        t,
+                    ),
+                    ins(array_start(base, "contents"), pre),
+                ],
+            )
+        }
         Api::OpenAiResponses | Api::AnthropicCountTokens => {
             let args = format!(
                 r#"{{"command":["bash","-lc","export GH={}"],"workdir":"/tmp/proj"}}"#,
@@ -286,10 +331,10 @@ fn run_capture(name: &str, api: Api) {
             api != Api::OpenAiChat,
             "{name}: findings in signed parts are reported, not applied"
         );
-        let tool_path = if api == Api::AnthropicMessages {
-            ".input.command"
-        } else {
-            "arguments$"
+        let tool_path = match api {
+            Api::AnthropicMessages => ".input.command",
+            Api::GeminiGenerateContent => ".functionCall.args.command",
+            _ => "arguments$",
         };
         assert!(
             r.findings
@@ -302,6 +347,19 @@ fn run_capture(name: &str, api: Api) {
                 .iter()
                 .any(|f| f.category == Category::Covert && f.applied)
         );
+        if api == Api::GeminiGenerateContent {
+            assert_eq!(r.media_parts, 1);
+            assert!(r.findings.iter().any(|f| f.location.path
+                == "contents[1].parts[0].functionResponse.response.output"
+                && f.location.message == Some(1)
+                && f.location.block == Some(0)
+                && f.applied));
+            assert!(
+                r.findings
+                    .iter()
+                    .any(|f| f.location.path.starts_with("systemInstruction.parts[0]"))
+            );
+        }
         if api == Api::AnthropicMessages {
             assert_eq!(r.media_parts, 1);
             assert!(r.findings.iter().any(|f| f.location.path
@@ -373,6 +431,10 @@ fn run_capture(name: &str, api: Api) {
         if api == Api::AnthropicMessages {
             assert_eq!(ev["type"], "error");
         }
+        if api == Api::GeminiGenerateContent {
+            assert_eq!(ev["error"]["status"], "PERMISSION_DENIED");
+            assert_eq!(ev["error"]["code"], 403);
+        }
 
         check_restore(api, &scope);
     }
@@ -442,6 +504,12 @@ fn check_restore(api: Api, scope: &VaultScope) {
             js(&text),
             js(&args)
         ),
+        Api::GeminiGenerateContent => format!(
+            r#"{{"candidates":[{{"content":{{"parts":[{{"text":{},"thought":true}},{{"text":{}}},{{"functionCall":{{"name":"sh","args":{}}},"thoughtSignature":"CiQB"}}],"role":"model"}},"finishReason":"STOP","index":0}}],"usageMetadata":{{"promptTokenCount":5,"candidatesTokenCount":6}}}}"#,
+            js(&text),
+            js(&text),
+            args
+        ),
         _ => format!(
             r#"{{"id":"msg","type":"message","content":[{{"type":"thinking","thinking":{},"signature":"sig"}},{{"type":"text","text":{}}},{{"type":"tool_use","id":"t","name":"Bash","input":{}}}],"usage":{{"input_tokens":5,"output_tokens":6}}}}"#,
             js(&text),
@@ -460,6 +528,13 @@ fn check_restore(api: Api, scope: &VaultScope) {
                 v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
                 want_args.as_str()
             );
+        }
+        Api::GeminiGenerateContent => {
+            let parts = &v["candidates"][0]["content"]["parts"];
+            assert_eq!(parts[0]["text"], text.as_str(), "thought untouched");
+            assert_eq!(parts[1]["text"], want_text.as_str());
+            let want: serde_json::Value = serde_json::from_str(&want_args).unwrap();
+            assert_eq!(parts[2]["functionCall"]["args"], want);
         }
         Api::OpenAiResponses => {
             assert_eq!(
@@ -508,6 +583,12 @@ fn qwen_code_chat() {
 #[test]
 fn opencode_chat() {
     run_capture("opencode-1.18.33", Api::OpenAiChat);
+}
+
+/// Gemini CLI's `generateContent` and `streamGenerateContent` requests.
+#[test]
+fn gemini_cli_generate_content() {
+    run_capture("gemini-cli-0.61.0", Api::GeminiGenerateContent);
 }
 
 #[test]

@@ -7,10 +7,11 @@ use airlock_wire::*;
 use common::*;
 use proptest::prelude::*;
 
-const APIS: [Api; 3] = [
+const APIS: [Api; 4] = [
     Api::AnthropicMessages,
     Api::OpenAiChat,
     Api::OpenAiResponses,
+    Api::GeminiGenerateContent,
 ];
 
 /// A scope with values that need JSON escaping and non-ASCII text.

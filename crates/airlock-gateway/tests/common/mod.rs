@@ -186,7 +186,11 @@ async fn mock_handle(
         body,
     });
     if let Some(label) = behaviour.strip_prefix("echo-") {
-        return echo_placeholder(label, &seen.lock().unwrap().last().unwrap().body, stream);
+        let body = seen.lock().unwrap().last().unwrap().body.clone();
+        if parts.uri.path().contains("/models/") {
+            return echo_placeholder_gemini(label, &body, stream);
+        }
+        return echo_placeholder(label, &body, stream);
     }
     match behaviour.as_str() {
         "status-429" => Response::builder()
@@ -294,6 +298,47 @@ fn echo_placeholder(label: &str, body: &[u8], stream: bool) -> Response<MockBody
         .header("content-type", "application/json")
         .header("content-length", bytes.len().to_string())
         .body(full(bytes))
+        .unwrap()
+}
+
+/// `echo-<LABEL>` for a Gemini request: the placeholder split across two text parts of an SSE
+/// stream (with a function call using it whole in the last event), or in one JSON answer.
+fn echo_placeholder_gemini(label: &str, body: &[u8], stream: bool) -> Response<MockBody> {
+    let ph = find_placeholder(body, label).unwrap_or_else(|| "NO_PLACEHOLDER".into());
+    let text = |t: &str| serde_json::json!({"content": {"parts": [{"text": t}], "role": "model"}, "index": 0});
+    if !stream {
+        let answer = serde_json::json!({
+            "candidates": [{"content": {"parts": [{"text": format!("export TOKEN={ph}")}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5},
+        });
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(full(serde_json::to_vec(&answer).unwrap()))
+            .unwrap();
+    }
+    let (a, b) = ph.split_at(ph.len() / 2);
+    let last = serde_json::json!({
+        "candidates": [{"content": {"parts": [{"text": format!("{b} done")}, {"functionCall": {"name": "run_shell_command", "args": {"command": format!("echo {ph}")}}}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 12},
+    });
+    let events = vec![
+        format!(
+            "data: {}\r\n\r\n",
+            serde_json::json!({"candidates": [text(&format!("export TOKEN={a}"))]})
+        ),
+        format!("data: {last}\r\n\r\n"),
+    ];
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        for e in events {
+            if tx.send(Bytes::from(e)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(ChannelBody(rx).boxed())
         .unwrap()
 }
 

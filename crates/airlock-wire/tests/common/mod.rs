@@ -372,7 +372,7 @@ pub fn client_view(api: airlock_wire::Api, stream: &[u8]) -> (String, String) {
     use airlock_wire::Api;
     let text_s = std::str::from_utf8(stream).expect("client stream is UTF-8");
     assert!(
-        text_s.is_empty() || text_s.ends_with("\n\n"),
+        text_s.is_empty() || text_s.ends_with("\n\n") || text_s.ends_with("\r\n\r\n"),
         "stream ends with a complete event"
     );
     let mut text = String::new();
@@ -414,6 +414,21 @@ pub fn client_view(api: airlock_wire::Api, stream: &[u8]) -> (String, String) {
                             if let Some(a) = t["function"]["arguments"].as_str() {
                                 args.push_str(a);
                             }
+                        }
+                    }
+                }
+            }
+            Api::GeminiGenerateContent => {
+                for c in v["candidates"].as_array().expect("candidates") {
+                    for p in c["content"]["parts"].as_array().expect("parts") {
+                        if p["thought"] == true {
+                            continue;
+                        }
+                        if let Some(t) = p["text"].as_str() {
+                            text.push_str(t);
+                        }
+                        if p["functionCall"].is_object() {
+                            args.push_str(&p["functionCall"]["args"].to_string());
                         }
                     }
                 }
@@ -470,10 +485,37 @@ pub fn client_view(api: airlock_wire::Api, stream: &[u8]) -> (String, String) {
     (text, args)
 }
 
+/// Gemini stream (`alt=sse`): a thought part, text deltas, then the function call whole (Gemini
+/// does not stream arguments) with the finish reason and the usage.
+pub fn gemini_stream(text_parts: &[&str], json_parts: &[&str]) -> String {
+    let mut args: String = json_parts.concat();
+    if serde_json::from_str::<serde_json::Value>(&args).is_err() {
+        args = serde_json::json!({ "text": args }).to_string();
+    }
+    let mut s = String::new();
+    let mut ev = |data: String| s.push_str(&format!("data: {data}\n\n"));
+    let tail = r#""modelVersion":"gemini-3.8-flash","responseId":"r1""#;
+    ev(format!(
+        r#"{{"candidates":[{{"content":{{"parts":[{{"text":{},"thought":true}}],"role":"model"}},"index":0}}],{tail}}}"#,
+        js(&text_parts.concat())
+    ));
+    for p in text_parts {
+        ev(format!(
+            r#"{{"candidates":[{{"content":{{"parts":[{{"text":{}}}],"role":"model"}},"index":0}}],{tail}}}"#,
+            js(p)
+        ));
+    }
+    ev(format!(
+        r#"{{"candidates":[{{"content":{{"parts":[{{"functionCall":{{"name":"run_shell_command","args":{args}}},"thoughtSignature":"CiQBjz1rX"}}],"role":"model"}},"finishReason":"STOP","index":0}}],"usageMetadata":{{"promptTokenCount":900,"candidatesTokenCount":40,"cachedContentTokenCount":512,"totalTokenCount":940}},{tail}}}"#
+    ));
+    s
+}
+
 pub fn stream_for(api: airlock_wire::Api, text_parts: &[&str], json_parts: &[&str]) -> String {
     match api {
         airlock_wire::Api::OpenAiChat => chat_stream(text_parts, json_parts),
         airlock_wire::Api::OpenAiResponses => responses_stream(text_parts, json_parts),
+        airlock_wire::Api::GeminiGenerateContent => gemini_stream(text_parts, json_parts),
         _ => anthropic_stream(text_parts, json_parts),
     }
 }
