@@ -278,6 +278,7 @@ impl<'a> Request<'a> {
             scratch: Vec::new(),
             dirty: false,
             limited: false,
+            in_tool: false,
             memo: detector
                 .memo_id()
                 .map(|id| (id, policy_fingerprint(actions))),
@@ -342,6 +343,9 @@ struct Cx<'a> {
     /// The request reached the inspection's limit ([`Inspection::limited`]): nothing more is
     /// scanned, and nothing of this request is remembered as clean or replayable.
     limited: bool,
+    /// Walking JSON whose keys a tool chose (tool inputs, function arguments, tool results):
+    /// no key is opaque there (see [`Cx::tool_json`]).
+    in_tool: bool,
     /// `(detector memo id, policy fingerprint)` when outcomes may be remembered in the scope.
     memo: Option<(u64, u64)>,
     api: Api,
@@ -647,7 +651,7 @@ impl Cx<'_> {
                         path: format!("{}$", loc.path),
                         ..loc.clone()
                     };
-                    cx.generic(inner, &v, &iloc, modifiable, &mut inner_edits);
+                    cx.tool_json(inner, &v, &iloc, modifiable, &mut inner_edits);
                     dec.map_edits(inner_edits, out);
                 }
                 _ => {
@@ -658,7 +662,27 @@ impl Cx<'_> {
         });
     }
 
-    /// Every string leaf under `v` (values, not keys), skipping opaque keys and media parts.
+    /// Every string leaf of JSON a tool defined: a tool call's input or arguments, a tool's
+    /// result. Its keys are the tool's, so none is opaque: an MCP tool's `data`, `id` or
+    /// `status` argument is as likely to hold a secret as any other, and the gateway restores
+    /// placeholders under every key of a response, so a value restored there came back in the
+    /// next turn's history and, unscanned, left in clear. Media parts are still counted, not
+    /// scanned.
+    fn tool_json(
+        &mut self,
+        src: &str,
+        v: &Val,
+        loc: &Location,
+        modifiable: bool,
+        out: &mut Vec<Edit>,
+    ) {
+        let outer = std::mem::replace(&mut self.in_tool, true);
+        self.generic(src, v, loc, modifiable, out);
+        self.in_tool = outer;
+    }
+
+    /// Every string leaf under `v` (values, not keys), skipping opaque keys (outside tool JSON)
+    /// and media parts.
     fn generic(
         &mut self,
         src: &str,
@@ -684,7 +708,7 @@ impl Cx<'_> {
                 let modifiable = modifiable && !is_signed(src, v);
                 for (k, val) in members {
                     let key = k.decode(src).text;
-                    if OPAQUE_KEYS.contains(&&*key) {
+                    if !self.in_tool && OPAQUE_KEYS.contains(&&*key) {
                         continue;
                     }
                     let kl = loc.key(&key);
@@ -902,7 +926,7 @@ impl Cx<'_> {
             "redacted_thinking" => {}
             "tool_use" | "server_tool_use" | "mcp_tool_use" => {
                 if let Some(input) = s.get(src, "input") {
-                    self.generic(src, input, &loc.key("input"), m, out);
+                    self.tool_json(src, input, &loc.key("input"), m, out);
                 }
             }
             t if MEDIA_TYPES.contains(&t) => self.out.media_parts += 1,
@@ -919,12 +943,12 @@ impl Cx<'_> {
                         }
                     }
                     Some(other @ Val::Obj(_)) => {
-                        self.generic(src, other, &loc.key("content"), m, out)
+                        self.tool_json(src, other, &loc.key("content"), m, out)
                     }
                     _ => {}
                 }
                 if let Some(input) = s.get(src, "input") {
-                    self.generic(src, input, &loc.key("input"), m, out);
+                    self.tool_json(src, input, &loc.key("input"), m, out);
                 }
             }
         }
@@ -1116,12 +1140,12 @@ impl Cx<'_> {
                 ("text", Val::Str(s)) => self.text(src, s, &loc.key("text"), m, out),
                 ("functionCall" | "function_call", _) => {
                     if let Some(args) = v.get(src, "args") {
-                        self.generic(src, args, &loc.key(&key).key("args"), m, out);
+                        self.tool_json(src, args, &loc.key(&key).key("args"), m, out);
                     }
                 }
                 ("functionResponse" | "function_response", _) => {
                     if let Some(r) = v.get(src, "response") {
-                        self.generic(src, r, &loc.key(&key).key("response"), m, out);
+                        self.tool_json(src, r, &loc.key(&key).key("response"), m, out);
                     }
                 }
                 ("executableCode" | "executable_code", _) => {

@@ -238,3 +238,66 @@ fn a_request_past_the_findings_limit_is_blocked_not_forwarded_in_part() {
     let out = String::from_utf8(r.body.expect("normalised")).unwrap();
     assert!(!out.contains('\u{200B}'));
 }
+
+/// Inside JSON a tool defined (tool inputs, function arguments, tool results) no key is
+/// opaque: a secret under an MCP tool's `data`, `id`, `type` or `status` argument is redacted
+/// like any other. (These keys were skipped everywhere, and the gateway restores placeholders
+/// under every key of a response: a value restored there came back in clear in the next
+/// turn's history.)
+#[test]
+fn secrets_under_any_key_of_tool_json_are_redacted() {
+    let tok = github_token();
+    let args = serde_json::json!({"data": tok, "id": tok, "type": tok, "status": tok});
+    let bodies = [
+        (
+            Api::AnthropicMessages,
+            serde_json::json!({"model": "m", "max_tokens": 5, "messages": [
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "mcp__s3__put", "input": args}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": {"data": tok}}]},
+            ]}),
+        ),
+        (
+            Api::OpenAiChat,
+            serde_json::json!({"model": "m", "messages": [
+                {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "put", "arguments": args.to_string()}}]},
+            ]}),
+        ),
+        (
+            Api::OpenAiResponses,
+            serde_json::json!({"model": "m", "input": [
+                {"type": "function_call", "call_id": "c1", "name": "put", "arguments": args.to_string()},
+            ]}),
+        ),
+        (
+            Api::GeminiGenerateContent,
+            serde_json::json!({"contents": [
+                {"role": "model", "parts": [{"functionCall": {"name": "put", "args": args}}]},
+                {"role": "user", "parts": [{"functionResponse": {"name": "put", "response": {"id": tok}}}]},
+            ]}),
+        ),
+    ];
+    for (api, body) in bodies {
+        let scope = VaultScope::detached();
+        let r = inspect(
+            api,
+            body.to_string().as_bytes(),
+            engine(),
+            &Actions::default(),
+            &scope,
+        )
+        .expect("inspect");
+        let out = String::from_utf8(r.body.expect("redacted")).unwrap();
+        assert!(!out.contains(&tok), "{api:?}: a token left: {out}");
+        serde_json::from_str::<serde_json::Value>(&out).expect("still JSON");
+        let n = if matches!(api, Api::AnthropicMessages | Api::GeminiGenerateContent) {
+            5
+        } else {
+            4
+        };
+        assert_eq!(
+            r.findings.iter().filter(|f| f.applied).count(),
+            n,
+            "{api:?}"
+        );
+    }
+}
