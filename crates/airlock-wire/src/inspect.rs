@@ -1097,6 +1097,10 @@ impl Cx<'_> {
 
     // ---- Gemini generateContent ----
 
+    /// A Gemini request body: `generateContent` and `streamGenerateContent`, and the other
+    /// model methods the gateway routes to the same upstream (`countTokens` with its
+    /// `generateContentRequest`, `embedContent`'s `content`, batch `requests`), so none of them
+    /// carries text past the inspection.
     fn gemini(&mut self, src: &str, root: &Val, out: &mut Vec<Edit>) {
         let Val::Obj(members) = root else { return };
         for (k, v) in members {
@@ -1108,12 +1112,41 @@ impl Cx<'_> {
                         cx.g_content(src, c, &loc, out);
                     })
                 }
-                ("systemInstruction" | "system_instruction", _) => {
-                    self.g_content(src, v, &Location::root(&key), out)
-                }
-                ("tools", _) => self.generic(src, v, &Location::root("tools"), true, out),
-                _ => {}
+                _ => self.g_member(src, &key, v, &Location::root(&key), out),
             }
+        }
+    }
+
+    /// A member of a Gemini request other than the top-level `contents` (which the
+    /// conversation memory walks), at `loc`.
+    fn g_member(&mut self, src: &str, key: &str, v: &Val, loc: &Location, out: &mut Vec<Edit>) {
+        match (key, v) {
+            ("contents", Val::Arr(items)) => {
+                for (ci, c) in items.iter().enumerate() {
+                    self.g_content(src, c, &loc.idx(ci).message(ci), out);
+                }
+            }
+            ("systemInstruction" | "system_instruction" | "content", _) => {
+                self.g_content(src, v, loc, out)
+            }
+            ("tools", _) => self.generic(src, v, loc, true, out),
+            ("generateContentRequest" | "generate_content_request", Val::Obj(members)) => {
+                for (k, v) in members {
+                    let key = k.decode(src).text;
+                    self.g_member(src, &key, v, &loc.key(&key), out);
+                }
+            }
+            ("requests", Val::Arr(items)) => {
+                for (i, r) in items.iter().enumerate() {
+                    let Val::Obj(members) = r else { continue };
+                    let rl = loc.idx(i);
+                    for (k, v) in members {
+                        let key = k.decode(src).text;
+                        self.g_member(src, &key, v, &rl.key(&key), out);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 

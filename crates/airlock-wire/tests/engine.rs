@@ -301,3 +301,32 @@ fn secrets_under_any_key_of_tool_json_are_redacted() {
         );
     }
 }
+
+/// The other Gemini model methods the gateway routes to the same upstream carry text too:
+/// `countTokens` (its `generateContentRequest`), `embedContent` and batch embedding.
+#[test]
+fn gemini_token_counts_and_embeddings_are_inspected() {
+    let tok = github_token();
+    let content = serde_json::json!({"parts": [{"text": format!("key {tok}")}]});
+    for body in [
+        serde_json::json!({"generateContentRequest": {"model": "models/g", "contents": [content], "systemInstruction": content}}),
+        serde_json::json!({"content": content}),
+        serde_json::json!({"requests": [{"model": "models/e", "content": content}, {"model": "models/e", "content": content}]}),
+    ] {
+        let r = inspect(
+            Api::GeminiGenerateContent,
+            body.to_string().as_bytes(),
+            engine(),
+            &Actions::default(),
+            &VaultScope::detached(),
+        )
+        .unwrap();
+        let out = String::from_utf8(r.body.expect("redacted")).unwrap();
+        assert!(!out.contains(&tok), "{out}");
+        assert_eq!(
+            r.findings.len(),
+            2 - usize::from(body.get("content").is_some()),
+            "{body}"
+        );
+    }
+}
