@@ -1130,23 +1130,24 @@ impl Cx<'_> {
                 self.g_content(src, v, loc, out)
             }
             ("tools", _) => self.generic(src, v, loc, true, out),
-            ("generateContentRequest" | "generate_content_request", Val::Obj(members)) => {
-                for (k, v) in members {
-                    let key = k.decode(src).text;
-                    self.g_member(src, &key, v, &loc.key(&key), out);
-                }
+            ("generateContentRequest" | "generate_content_request", _) => {
+                self.g_members(src, v, loc, out)
             }
             ("requests", Val::Arr(items)) => {
                 for (i, r) in items.iter().enumerate() {
-                    let Val::Obj(members) = r else { continue };
-                    let rl = loc.idx(i);
-                    for (k, v) in members {
-                        let key = k.decode(src).text;
-                        self.g_member(src, &key, v, &rl.key(&key), out);
-                    }
+                    self.g_members(src, r, &loc.idx(i), out);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Every member of a nested Gemini request object `v` at `loc`.
+    fn g_members(&mut self, src: &str, v: &Val, loc: &Location, out: &mut Vec<Edit>) {
+        let Val::Obj(members) = v else { return };
+        for (k, v) in members {
+            let key = k.decode(src).text;
+            self.g_member(src, &key, v, &loc.key(&key), out);
         }
     }
 
