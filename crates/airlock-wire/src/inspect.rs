@@ -970,6 +970,19 @@ impl Cx<'_> {
                 ("tools" | "functions", _) => {
                     self.generic(src, v, &Location::root(&key), true, out)
                 }
+                // Predicted output: text (often a whole file) the model reads as its draft.
+                ("prediction", Val::Obj(_)) => match v.get(src, "content") {
+                    Some(Val::Str(s)) => {
+                        self.text(src, s, &Location::root("prediction.content"), true, out)
+                    }
+                    Some(Val::Arr(parts)) => {
+                        let pl = Location::root("prediction.content");
+                        for (pi, p) in parts.iter().enumerate() {
+                            self.part(src, p, &pl.idx(pi).block(pi), true, out);
+                        }
+                    }
+                    _ => {}
+                },
                 _ => {}
             }
         }
@@ -1046,6 +1059,13 @@ impl Cx<'_> {
                     })
                 }
                 ("tools", _) => self.generic(src, v, &Location::root("tools"), true, out),
+                // A stored prompt's variables: substituted into the prompt upstream (strings,
+                // or input items such as `input_text`).
+                ("prompt", Val::Obj(_)) => {
+                    if let Some(vars) = v.get(src, "variables") {
+                        self.generic(src, vars, &Location::root("prompt.variables"), true, out);
+                    }
+                }
                 _ => {}
             }
         }

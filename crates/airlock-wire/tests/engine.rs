@@ -330,3 +330,35 @@ fn gemini_token_counts_and_embeddings_are_inspected() {
         );
     }
 }
+
+/// Text that reaches the model outside the conversation: Chat's predicted output and a
+/// Responses stored prompt's variables.
+#[test]
+fn predicted_output_and_prompt_variables_are_inspected() {
+    let tok = github_token();
+    for (api, body) in [
+        (
+            Api::OpenAiChat,
+            serde_json::json!({"model": "m", "messages": [], "prediction": {"type": "content", "content": format!("GH={tok}")}}),
+        ),
+        (
+            Api::OpenAiChat,
+            serde_json::json!({"model": "m", "messages": [], "prediction": {"type": "content", "content": [{"type": "text", "text": format!("GH={tok}")}]}}),
+        ),
+        (
+            Api::OpenAiResponses,
+            serde_json::json!({"model": "m", "prompt": {"id": "pmpt_1", "variables": {"env": format!("GH={tok}"), "file": {"type": "input_text", "text": tok}}}}),
+        ),
+    ] {
+        let r = inspect(
+            api,
+            body.to_string().as_bytes(),
+            engine(),
+            &Actions::default(),
+            &VaultScope::detached(),
+        )
+        .unwrap();
+        let out = String::from_utf8(r.body.expect("redacted")).unwrap();
+        assert!(!out.contains(&tok), "{api:?}: {out}");
+    }
+}
