@@ -1033,7 +1033,7 @@ fn inspect(
         tracing::warn!(
             request_id = %ex.id,
             findings = result.findings.len(),
-            limit = airlock_wire::MAX_REQUEST_FINDINGS,
+            limit = actions.max_findings,
             blocked = result.blocked.is_some(),
             "request past the inspection's limit on findings; the rest was not inspected"
         );

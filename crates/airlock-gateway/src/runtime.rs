@@ -307,6 +307,12 @@ fn parse_redaction(
     Ok(policy)
 }
 
+/// Checks what `airlock serve` reads beyond the policy: the `[redaction]` table (actions, its
+/// tool and team overrides, `max_findings`). For `airlock config check`.
+pub fn check_redaction(config: &Config) -> Result<(), RuntimeError> {
+    parse_redaction(config, Catalogue::embedded()).map(|_| ())
+}
+
 impl Runtime {
     /// Builds a runtime from a validated configuration.
     pub fn build(config: Config) -> Result<Runtime, RuntimeError> {

@@ -71,7 +71,15 @@ pub struct Actions {
     pub custom: Action,
     /// Overrides by rule id, e.g. `aws-access-key-id = "block"`.
     pub rules: BTreeMap<String, RuleAction>,
+    /// Most findings one request may hold before it is refused whole
+    /// ([`crate::MAX_REQUEST_FINDINGS`] by default; 1 to [`MAX_FINDINGS_SETTING`]). Set in the
+    /// base `[redaction]` table only; tool and team overrides inherit it.
+    pub max_findings: usize,
 }
+
+/// The largest `[redaction] max_findings` accepted: each finding holds about a kilobyte while
+/// its request is inspected.
+pub const MAX_FINDINGS_SETTING: usize = 1_000_000;
 
 impl Default for Actions {
     fn default() -> Self {
@@ -82,6 +90,7 @@ impl Default for Actions {
             covert: DEFAULT_COVERT,
             custom: DEFAULT_CUSTOM,
             rules: BTreeMap::new(),
+            max_findings: crate::MAX_REQUEST_FINDINGS,
         }
     }
 }
@@ -205,6 +214,12 @@ impl RedactionPolicy {
         let base: Actions = toml::Value::Table(base)
             .try_into()
             .map_err(|e: toml::de::Error| e.message().to_string())?;
+        if !(1..=MAX_FINDINGS_SETTING).contains(&base.max_findings) {
+            return Err(format!(
+                "max_findings: {} is out of range (1 to {MAX_FINDINGS_SETTING})",
+                base.max_findings
+            ));
+        }
         let overrides = |name: &str, v: Option<toml::Value>| {
             let mut out = BTreeMap::new();
             let Some(v) = v else { return Ok(out) };
@@ -250,6 +265,33 @@ impl RedactionPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `max_findings` is read from the base table, bounded, inherited by overrides and refused
+    /// in them.
+    #[test]
+    fn max_findings_is_a_bounded_base_setting() {
+        let parse = |text: &str| RedactionPolicy::from_table(&toml::from_str(text).unwrap());
+        assert_eq!(
+            parse("").unwrap().base.max_findings,
+            crate::MAX_REQUEST_FINDINGS
+        );
+        let p = parse("max_findings = 5000\n[team.payments]\npii = \"block\"").unwrap();
+        assert_eq!(p.base.max_findings, 5000);
+        assert_eq!(p.for_subject(Some("payments"), "x").max_findings, 5000);
+        for bad in ["max_findings = 0", "max_findings = 1000001"] {
+            let e = parse(bad).unwrap_err();
+            assert!(
+                e.contains("max_findings") && e.contains("out of range"),
+                "{e}"
+            );
+        }
+        assert!(parse("max_findings = -1").is_err());
+        let e = parse("[team.payments]\nmax_findings = 10").unwrap_err();
+        assert!(
+            e.contains("team.payments") && e.contains("max_findings"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn policy_with_team_and_tool_overrides() {

@@ -119,7 +119,7 @@ pub struct Inspection {
     pub text_leaves: usize,
     pub text_bytes: usize,
     pub dry_run: bool,
-    /// The request held more than Airlock can vouch for: over [`crate::MAX_REQUEST_FINDINGS`]
+    /// The request held more than Airlock can vouch for: over [`Actions::max_findings`]
     /// findings, or a text the detector stopped scanning early. The rest was not inspected;
     /// the request is blocked ([`crate::LIMIT_RULE_ID`]) unless the policy is a dry run or
     /// would change and block nothing.
@@ -456,7 +456,10 @@ impl Cx<'_> {
         dets.clear();
         let coverage = self.det.detect(text, &mut dets);
         self.dirty |= !dets.is_empty();
-        let room = crate::MAX_REQUEST_FINDINGS.saturating_sub(self.out.findings.len());
+        let room = self
+            .actions
+            .max_findings
+            .saturating_sub(self.out.findings.len());
         if coverage == Coverage::Partial || dets.len() > room {
             dets.truncate(room);
             self.limit(loc);
@@ -800,8 +803,8 @@ impl Cx<'_> {
                             self.out.text_leaves += o.text_leaves;
                             self.out.text_bytes += o.text_bytes;
                             self.out.media_parts += o.media_parts;
-                            if self.out.findings.len() > crate::MAX_REQUEST_FINDINGS {
-                                self.out.findings.truncate(crate::MAX_REQUEST_FINDINGS);
+                            if self.out.findings.len() > self.actions.max_findings {
+                                self.out.findings.truncate(self.actions.max_findings);
                                 self.limit(
                                     &Location::root(&key.decode(src).text).idx(i).message(i),
                                 );

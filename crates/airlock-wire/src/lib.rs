@@ -33,7 +33,7 @@ mod vault;
 
 pub use actions::{
     Action, Actions, ActionsOverride, CovertAction, DEFAULT_COVERT, DEFAULT_CUSTOM, DEFAULT_PII,
-    DEFAULT_SECRET, RedactionPolicy, Resolved, RuleAction,
+    DEFAULT_SECRET, MAX_FINDINGS_SETTING, RedactionPolicy, Resolved, RuleAction,
 };
 pub use cache::{CACHE_MIN_TEXT, CachedDetector, DEFAULT_CACHE_ENTRIES};
 pub use detector::{Category, Coverage, Detection, Detector, Replacement};
@@ -48,7 +48,8 @@ pub use vault::{
     VaultConfig, VaultScope, sanitize_label,
 };
 
-/// Most findings one request may hold. Past it (or when the detector stops scanning a text
+/// Most findings one request may hold, unless `[redaction] max_findings` says otherwise
+/// ([`Actions::max_findings`]). Past it (or when the detector stops scanning a text
 /// early, at `airlock_detect::MAX_FINDINGS` findings), Airlock cannot vouch for the rest of the
 /// request: it stops inspecting and blocks it ([`LIMIT_RULE_ID`]) rather than forward content
 /// it did not look at. Real prompts hold a few findings; a request past this is hostile (a
@@ -125,9 +126,9 @@ pub fn block_error(api: Api, block: &Block) -> (u16, Vec<u8>) {
     };
     let message = match block.rule_id.as_str() {
         LIMIT_RULE_ID => format!(
-            "Airlock blocked this request: it holds more than {MAX_REQUEST_FINDINGS} findings \
-             (secrets, personal data or covert characters), too many to inspect; inspection \
-             stopped at {} (rule {LIMIT_RULE_ID}). Remove the flagged content and try again.",
+            "Airlock blocked this request: it holds more findings (secrets, personal data or \
+             covert characters) than Airlock inspects in one request; inspection stopped at {} \
+             (rule {LIMIT_RULE_ID}). Remove the flagged content and try again.",
             block.location
         ),
         ERROR_RULE_ID => format!(

@@ -164,3 +164,52 @@ fn bad_upstream_flag_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("NAME=URL"));
 }
+
+/// `airlock config check` checks what `serve` builds beyond the policy: the `[redaction]` table
+/// and the detection engine's custom markers, each error naming the key. (It used to pass a
+/// `[redaction]` that `serve` then refused.)
+#[test]
+fn config_check_covers_redaction_and_detection() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        let out = Command::new(assert_cmd::cargo::cargo_bin("airlock"))
+            .args(["config", "check"])
+            .arg(&path)
+            .env_remove("AIRLOCK_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = check(
+        "ok.toml",
+        "[redaction]\nmax_findings = 5000\npii = \"redact\"\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    for (name, body, key) in [
+        (
+            "max.toml",
+            "[redaction]\nmax_findings = 0\n",
+            "max_findings",
+        ),
+        ("pii.toml", "[redaction]\npii = \"maybe\"\n", "maybe"),
+        (
+            "tool.toml",
+            "[redaction.tool.not-an-agent]\npii = \"redact\"\n",
+            "not-an-agent",
+        ),
+        (
+            "regex.toml",
+            "[[detection.custom.patterns]]\nid = \"ticket\"\npattern = \"(\"\n",
+            "ticket",
+        ),
+    ] {
+        let (code, err) = check(name, body);
+        assert_eq!(code, Some(2), "{name}: {err}");
+        assert!(err.contains(key) && err.contains(name), "{name}: {err}");
+    }
+}

@@ -27,9 +27,18 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Check { file } => {
             let file = file.or_else(|| global.config.clone());
-            match airlock_policy::Config::load_or_default(file.as_deref())
+            // The policy, then what `serve` builds from the rest: the redaction policy and the
+            // detection engine (custom markers and rule files compiled), so a config that
+            // passes here starts.
+            let checked = airlock_policy::Config::load_or_default(file.as_deref())
                 .and_then(|cfg| airlock_policy::Policy::from_config(&cfg).map(|_| cfg))
-            {
+                .map_err(|e| e.to_string())
+                .and_then(|cfg| {
+                    airlock_gateway::runtime::check_redaction(&cfg).map_err(|e| e.to_string())?;
+                    airlock_gateway::redact::Redactor::new(&cfg).map_err(|e| e.to_string())?;
+                    Ok(cfg)
+                });
+            match checked {
                 Ok(cfg) => {
                     if !global.quiet {
                         eprintln!(
@@ -42,7 +51,7 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<Exit> {
                     Ok(Exit::Clean)
                 }
                 Err(e) => {
-                    for line in e.to_string().lines() {
+                    for line in e.lines() {
                         eprintln!("error: {line}");
                     }
                     Ok(Exit::Error)
