@@ -58,8 +58,13 @@ impl Scanner {
 
     /// Every secret and covert hit, low-confidence ones included (used for redaction).
     pub fn scan_all(&self, text: &str) -> Vec<Hit> {
-        self.engine
-            .scan(text)
+        self.hits(self.engine.scan_all(text)).0
+    }
+
+    /// The hits of a scan, and whether it stopped at the engine's cap on findings.
+    fn hits(&self, scan: airlock_detect::Scan) -> (Vec<Hit>, bool) {
+        let hits = scan
+            .findings
             .into_iter()
             .filter_map(|f| {
                 let category = match f.category {
@@ -78,13 +83,22 @@ impl Scanner {
                     low_confidence: f.confidence == airlock_detect::Confidence::Low,
                 })
             })
-            .collect()
+            .collect();
+        (hits, scan.truncated)
     }
 
-    /// `text` with every secret replaced by its redacted preview.
+    /// `text` with every secret replaced by its redacted preview. A text the engine could not
+    /// scan whole (more findings than its cap) is withheld: a secret of one rule can hide past
+    /// the cap that another rule's findings filled, and a report must never print one.
     pub fn redact(&self, text: &str) -> String {
-        let mut hits: Vec<Hit> = self
-            .scan_all(text)
+        let (hits, truncated) = self.hits(self.engine.scan_all(text));
+        if truncated {
+            return format!(
+                "[withheld: more than {} findings]",
+                airlock_detect::MAX_FINDINGS
+            );
+        }
+        let mut hits: Vec<Hit> = hits
             .into_iter()
             .filter(|h| h.category == "secret")
             .collect();
@@ -108,5 +122,40 @@ impl Scanner {
         }
         out.push_str(&text[at..]);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report never prints a secret that a capped scan missed. 100,001 AWS key ids fill the
+    /// engine's cap before the GitHub rule is searched, so the token after them is not found;
+    /// the text is withheld instead of printed with it.
+    #[test]
+    fn redact_withholds_a_text_it_could_not_scan_whole() {
+        let s = Scanner::shared().unwrap();
+        let random = "Zq8Lm2Nx4Pv6Rt8Bw0Cy2Dz4Fh6Jk8";
+        let token = format!(
+            "ghp_{random}{}",
+            airlock_detect::validate::crc32_base62_suffix(random)
+        );
+        let small = format!("export GH={token}");
+        let shown = s.redact(&small);
+        assert!(
+            !shown.contains(&token) && shown.starts_with("export GH=["),
+            "{shown}"
+        );
+        let big = format!(
+            "{}export GH={token}",
+            "AKIAZ7QK3M2XW5P4TR6N ".repeat(airlock_detect::MAX_FINDINGS + 1)
+        );
+        let scan = s.engine.scan_all(&big);
+        assert!(scan.truncated);
+        assert!(
+            !scan.findings.iter().any(|f| &*f.rule_id == "github-pat"),
+            "the token is past the cap"
+        );
+        assert_eq!(s.redact(&big), "[withheld: more than 100000 findings]");
     }
 }
