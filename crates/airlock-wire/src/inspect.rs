@@ -935,6 +935,41 @@ impl Cx<'_> {
                     self.tool_json(src, input, &loc.key("input"), m, out);
                 }
             }
+            // A document whose source is plain text (`"type": "text"`) or content blocks is text
+            // the model reads, like a tool result: scanned. Base64, URL and file sources are
+            // counted, not scanned.
+            "document"
+                if matches!(
+                    s.get(src, "source")
+                        .and_then(|so| so.get_str(src, "type"))
+                        .as_deref(),
+                    Some("text" | "content")
+                ) =>
+            {
+                let Some(so) = s.get(src, "source") else {
+                    return;
+                };
+                let sl = loc.key("source");
+                match so.get(src, "data").or_else(|| so.get(src, "content")) {
+                    Some(Val::Str(t)) => {
+                        let key = if so.has(src, "data") {
+                            "data"
+                        } else {
+                            "content"
+                        };
+                        self.text(src, t, &sl.key(key), m, out)
+                    }
+                    Some(Val::Arr(blocks)) => {
+                        let cl = sl.key("content");
+                        for (i, nb) in blocks.iter().enumerate() {
+                            self.a_block(src, nb, &cl.idx(i), m, out);
+                        }
+                    }
+                    _ => {}
+                }
+                self.str_field(src, s, "title", loc, m, out);
+                self.str_field(src, s, "context", loc, m, out);
+            }
             t if MEDIA_TYPES.contains(&t) => self.out.media_parts += 1,
             _ => {
                 // tool_result, search_result, web_search_tool_result and future types: text and

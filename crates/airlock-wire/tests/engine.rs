@@ -380,3 +380,28 @@ fn predicted_output_and_prompt_variables_are_inspected() {
         assert!(!out.contains(&tok), "{api:?}: {out}");
     }
 }
+
+/// An Anthropic document whose source is plain text or content blocks is text the model reads:
+/// scanned and redacted. A base64 document is counted, not scanned.
+#[test]
+fn text_documents_are_inspected_base64_ones_counted() {
+    let tok = github_token();
+    let body = serde_json::json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": format!("GH={tok}")}, "title": ".env"},
+        {"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": format!("GH={tok}")}]}, "context": format!("from {tok}")},
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}},
+    ]}]});
+    let r = inspect(
+        Api::AnthropicMessages,
+        body.to_string().as_bytes(),
+        engine(),
+        &Actions::default(),
+        &VaultScope::detached(),
+    )
+    .unwrap();
+    let out = String::from_utf8(r.body.expect("redacted")).unwrap();
+    assert!(!out.contains(&tok), "{out}");
+    assert!(out.contains("JVBERi0xLjQK"));
+    assert_eq!(r.findings.iter().filter(|f| f.applied).count(), 3);
+    assert_eq!(r.media_parts, 1);
+}
