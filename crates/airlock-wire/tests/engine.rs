@@ -257,6 +257,22 @@ fn a_request_past_the_findings_limit_is_blocked_not_forwarded_in_part() {
     assert!(!out.contains('\u{200B}'));
 }
 
+/// `body` inspected under the default policy in a fresh scope: the inspection and the body
+/// that would leave (which must have changed), after checking that `secret` is not in it.
+fn redacted(api: Api, body: &serde_json::Value, secret: &str) -> (Inspection, String) {
+    let mut r = inspect(
+        api,
+        body.to_string().as_bytes(),
+        engine(),
+        &Actions::default(),
+        &VaultScope::detached(),
+    )
+    .expect("inspect");
+    let out = String::from_utf8(r.body.take().expect("redacted")).unwrap();
+    assert!(!out.contains(secret), "{api:?}: the secret left: {out}");
+    (r, out)
+}
+
 /// Inside JSON a tool defined (tool inputs, function arguments, tool results) no key is
 /// opaque: a secret under an MCP tool's `data`, `id`, `type` or `status` argument is redacted
 /// like any other. (These keys were skipped everywhere, and the gateway restores placeholders
@@ -295,17 +311,7 @@ fn secrets_under_any_key_of_tool_json_are_redacted() {
         ),
     ];
     for (api, body) in bodies {
-        let scope = VaultScope::detached();
-        let r = inspect(
-            api,
-            body.to_string().as_bytes(),
-            engine(),
-            &Actions::default(),
-            &scope,
-        )
-        .expect("inspect");
-        let out = String::from_utf8(r.body.expect("redacted")).unwrap();
-        assert!(!out.contains(&tok), "{api:?}: a token left: {out}");
+        let (r, out) = redacted(api, &body, &tok);
         serde_json::from_str::<serde_json::Value>(&out).expect("still JSON");
         let n = if matches!(api, Api::AnthropicMessages | Api::GeminiGenerateContent) {
             5
@@ -331,16 +337,7 @@ fn gemini_token_counts_and_embeddings_are_inspected() {
         serde_json::json!({"content": content}),
         serde_json::json!({"requests": [{"model": "models/e", "content": content}, {"model": "models/e", "content": content}]}),
     ] {
-        let r = inspect(
-            Api::GeminiGenerateContent,
-            body.to_string().as_bytes(),
-            engine(),
-            &Actions::default(),
-            &VaultScope::detached(),
-        )
-        .unwrap();
-        let out = String::from_utf8(r.body.expect("redacted")).unwrap();
-        assert!(!out.contains(&tok), "{out}");
+        let (r, _) = redacted(Api::GeminiGenerateContent, &body, &tok);
         assert_eq!(
             r.findings.len(),
             2 - usize::from(body.get("content").is_some()),
@@ -368,16 +365,7 @@ fn predicted_output_and_prompt_variables_are_inspected() {
             serde_json::json!({"model": "m", "prompt": {"id": "pmpt_1", "variables": {"env": format!("GH={tok}"), "file": {"type": "input_text", "text": tok}}}}),
         ),
     ] {
-        let r = inspect(
-            api,
-            body.to_string().as_bytes(),
-            engine(),
-            &Actions::default(),
-            &VaultScope::detached(),
-        )
-        .unwrap();
-        let out = String::from_utf8(r.body.expect("redacted")).unwrap();
-        assert!(!out.contains(&tok), "{api:?}: {out}");
+        redacted(api, &body, &tok);
     }
 }
 
@@ -391,16 +379,7 @@ fn text_documents_are_inspected_base64_ones_counted() {
         {"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": format!("GH={tok}")}]}, "context": format!("from {tok}")},
         {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}},
     ]}]});
-    let r = inspect(
-        Api::AnthropicMessages,
-        body.to_string().as_bytes(),
-        engine(),
-        &Actions::default(),
-        &VaultScope::detached(),
-    )
-    .unwrap();
-    let out = String::from_utf8(r.body.expect("redacted")).unwrap();
-    assert!(!out.contains(&tok), "{out}");
+    let (r, out) = redacted(Api::AnthropicMessages, &body, &tok);
     assert!(out.contains("JVBERi0xLjQK"));
     assert_eq!(r.findings.iter().filter(|f| f.applied).count(), 3);
     assert_eq!(r.media_parts, 1);
