@@ -744,6 +744,74 @@ impl Cx<'_> {
         }
     }
 
+    /// A file sent inline as base64 (`mime` its type, or a `data:<type>;base64,` URL). A text
+    /// file (`text/*`, JSON, XML, YAML, TOML, shell, source code) is text the model reads: it
+    /// is decoded, scanned, and when something in it changes, re-encoded with the change (the
+    /// whole literal is replaced). Anything else, or bytes that are not base64 of UTF-8, is
+    /// counted as media, not scanned.
+    fn b64_text(
+        &mut self,
+        src: &str,
+        s: &Str,
+        mime: Option<&str>,
+        loc: &Location,
+        m: bool,
+        out: &mut Vec<Edit>,
+    ) {
+        use base64::Engine as _;
+        let dec = s.decode(src);
+        let (prefix, payload, mime) = match dec.text.strip_prefix("data:") {
+            Some(rest) => match rest.split_once(";base64,") {
+                Some((ty, payload)) => (&dec.text[..dec.text.len() - payload.len()], payload, ty),
+                None => return self.out.media_parts += 1,
+            },
+            None => ("", &*dec.text, mime.unwrap_or("")),
+        };
+        let mime = mime
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let textual = mime.starts_with("text/")
+            || mime.ends_with("+json")
+            || mime.ends_with("+xml")
+            || matches!(
+                mime.as_str(),
+                "application/json"
+                    | "application/xml"
+                    | "application/yaml"
+                    | "application/x-yaml"
+                    | "application/toml"
+                    | "application/x-sh"
+                    | "application/javascript"
+                    | "application/x-ndjson"
+            );
+        let text = textual
+            .then(|| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(payload.trim())
+                    .ok()
+            })
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok());
+        let Some(text) = text else {
+            self.out.media_parts += 1;
+            return;
+        };
+        let edits = self.scan_text(&text, loc, m);
+        if edits.is_empty() {
+            return;
+        }
+        let rewritten = json::apply_edits(&text, &mut to_edits(edits));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(rewritten);
+        out.push(Edit {
+            start: s.start,
+            end: s.end,
+            text: json::escape(&format!("{prefix}{encoded}")),
+        });
+    }
+
     /// Walk a conversation array (`messages`, Responses `input`) element by element with
     /// `walk`: elements the parse stepped over ([`Val::Known`]) replay their remembered outcome
     /// when it is valid here, and are parsed from their span and walked otherwise; every element's
@@ -970,6 +1038,24 @@ impl Cx<'_> {
                 self.str_field(src, s, "title", loc, m, out);
                 self.str_field(src, s, "context", loc, m, out);
             }
+            "document"
+                if s.get(src, "source")
+                    .and_then(|so| so.get_str(src, "type"))
+                    .as_deref()
+                    == Some("base64") =>
+            {
+                let Some(so) = s.get(src, "source") else {
+                    return;
+                };
+                match so.get(src, "data") {
+                    Some(Val::Str(d)) => {
+                        let mime = so.get_str(src, "media_type");
+                        let dl = loc.key("source").key("data");
+                        self.b64_text(src, d, mime.as_deref(), &dl, m, out)
+                    }
+                    _ => self.out.media_parts += 1,
+                }
+            }
             t if MEDIA_TYPES.contains(&t) => self.out.media_parts += 1,
             _ => {
                 // tool_result, search_result, web_search_tool_result and future types: text and
@@ -1070,11 +1156,25 @@ impl Cx<'_> {
             Val::Str(s) => self.text(src, s, loc, modifiable, out),
             Val::Obj(_) => {
                 let ty = p.get_str(src, "type").unwrap_or(Cow::Borrowed(""));
+                let m = modifiable && !is_signed(src, p);
+                // A file inline as a data URL: Chat's `file.file_data`, Responses'
+                // `input_file.file_data`.
+                let file = match &*ty {
+                    "file" => p.get(src, "file").and_then(|f| f.get(src, "file_data")),
+                    "input_file" => p.get(src, "file_data"),
+                    _ => None,
+                };
+                if let Some(Val::Str(d)) = file {
+                    let kl = match &*ty {
+                        "file" => loc.key("file").key("file_data"),
+                        _ => loc.key("file_data"),
+                    };
+                    return self.b64_text(src, d, None, &kl, m, out);
+                }
                 if MEDIA_TYPES.contains(&&*ty) {
                     self.out.media_parts += 1;
                     return;
                 }
-                let m = modifiable && !is_signed(src, p);
                 self.str_field(src, p, "text", loc, m, out);
                 self.str_field(src, p, "refusal", loc, m, out);
             }
@@ -1249,9 +1349,16 @@ impl Cx<'_> {
                 ("codeExecutionResult" | "code_execution_result", _) => {
                     self.str_field(src, v, "output", &loc.key(&key), m, out)
                 }
-                ("inlineData" | "inline_data" | "fileData" | "file_data", _) => {
-                    self.out.media_parts += 1
-                }
+                ("inlineData" | "inline_data", _) => match v.get(src, "data") {
+                    Some(Val::Str(d)) => {
+                        let mime = v
+                            .get_str(src, "mimeType")
+                            .or_else(|| v.get_str(src, "mime_type"));
+                        self.b64_text(src, d, mime.as_deref(), &loc.key(&key).key("data"), m, out)
+                    }
+                    _ => self.out.media_parts += 1,
+                },
+                ("fileData" | "file_data", _) => self.out.media_parts += 1,
                 _ => {}
             }
         }

@@ -384,3 +384,76 @@ fn text_documents_are_inspected_base64_ones_counted() {
     assert_eq!(r.findings.iter().filter(|f| f.applied).count(), 3);
     assert_eq!(r.media_parts, 1);
 }
+
+/// A text file sent inline as base64 is text the model reads: decoded, scanned, and re-encoded
+/// with the secret replaced, in every API's way of attaching a file. A PDF is counted, not
+/// scanned, and passes as it came.
+#[test]
+fn base64_text_files_are_inspected_binary_ones_counted() {
+    use base64::Engine as _;
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let tok = github_token();
+    let env = b64(&format!("GITHUB_TOKEN={tok}\n"));
+    let pdf = "JVBERi0xLjQK";
+    let url = |ty: &str, d: &str| format!("data:{ty};base64,{d}");
+    for (api, body) in [
+        (
+            Api::AnthropicMessages,
+            serde_json::json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+                {"type": "document", "source": {"type": "base64", "media_type": "text/plain", "data": env}},
+                {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}},
+            ]}]}),
+        ),
+        (
+            Api::OpenAiChat,
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "file", "file": {"filename": ".env", "file_data": url("text/plain", &env)}},
+                {"type": "file", "file": {"filename": "a.pdf", "file_data": url("application/pdf", pdf)}},
+            ]}]}),
+        ),
+        (
+            Api::OpenAiResponses,
+            serde_json::json!({"model": "m", "input": [{"role": "user", "content": [
+                {"type": "input_file", "filename": ".env", "file_data": url("text/plain", &env)},
+                {"type": "input_file", "filename": "a.pdf", "file_data": url("application/pdf", pdf)},
+            ]}]}),
+        ),
+        (
+            Api::GeminiGenerateContent,
+            serde_json::json!({"contents": [{"role": "user", "parts": [
+                {"inlineData": {"mimeType": "text/plain", "data": env}},
+                {"inlineData": {"mimeType": "application/pdf", "data": pdf}},
+            ]}]}),
+        ),
+    ] {
+        let (r, out) = redacted(api, &body, &tok);
+        assert!(!out.contains(&env), "{api:?}: the file went out as it came");
+        assert!(out.contains(pdf), "{api:?}");
+        assert_eq!(r.media_parts, 1, "{api:?}");
+        assert_eq!(
+            r.findings.iter().filter(|f| f.applied).count(),
+            1,
+            "{api:?}"
+        );
+        // What the model gets: the file with a placeholder in place of the token.
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let sent = [
+            &v["messages"][0]["content"][0]["source"]["data"],
+            &v["messages"][0]["content"][0]["file"]["file_data"],
+            &v["input"][0]["content"][0]["file_data"],
+            &v["contents"][0]["parts"][0]["inlineData"]["data"],
+        ]
+        .into_iter()
+        .find_map(|x| x.as_str())
+        .unwrap();
+        let payload = sent.rsplit(',').next().unwrap();
+        let file = base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .unwrap();
+        let file = String::from_utf8(file).unwrap();
+        assert!(
+            file.starts_with("GITHUB_TOKEN=[REDACTED_GITHUB_TOKEN_"),
+            "{api:?}: {file}"
+        );
+    }
+}
