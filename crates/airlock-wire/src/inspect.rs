@@ -430,7 +430,7 @@ impl Cx<'_> {
         }
         self.limited = true;
         self.out.limited = true;
-        if !self.actions.dry_run && self.actions.acts() {
+        if self.actions.acts() {
             self.out.blocked.get_or_insert(Block {
                 rule_id: crate::LIMIT_RULE_ID.into(),
                 category: Category::Custom,
@@ -1003,59 +1003,7 @@ impl Cx<'_> {
                     self.tool_json(src, input, &loc.key("input"), m, out);
                 }
             }
-            // A document whose source is plain text (`"type": "text"`) or content blocks is text
-            // the model reads, like a tool result: scanned. Base64, URL and file sources are
-            // counted, not scanned.
-            "document"
-                if matches!(
-                    s.get(src, "source")
-                        .and_then(|so| so.get_str(src, "type"))
-                        .as_deref(),
-                    Some("text" | "content")
-                ) =>
-            {
-                let Some(so) = s.get(src, "source") else {
-                    return;
-                };
-                let sl = loc.key("source");
-                match so.get(src, "data").or_else(|| so.get(src, "content")) {
-                    Some(Val::Str(t)) => {
-                        let key = if so.has(src, "data") {
-                            "data"
-                        } else {
-                            "content"
-                        };
-                        self.text(src, t, &sl.key(key), m, out)
-                    }
-                    Some(Val::Arr(blocks)) => {
-                        let cl = sl.key("content");
-                        for (i, nb) in blocks.iter().enumerate() {
-                            self.a_block(src, nb, &cl.idx(i), m, out);
-                        }
-                    }
-                    _ => {}
-                }
-                self.str_field(src, s, "title", loc, m, out);
-                self.str_field(src, s, "context", loc, m, out);
-            }
-            "document"
-                if s.get(src, "source")
-                    .and_then(|so| so.get_str(src, "type"))
-                    .as_deref()
-                    == Some("base64") =>
-            {
-                let Some(so) = s.get(src, "source") else {
-                    return;
-                };
-                match so.get(src, "data") {
-                    Some(Val::Str(d)) => {
-                        let mime = so.get_str(src, "media_type");
-                        let dl = loc.key("source").key("data");
-                        self.b64_text(src, d, mime.as_deref(), &dl, m, out)
-                    }
-                    _ => self.out.media_parts += 1,
-                }
-            }
+            "document" => self.a_document(src, s, loc, m, out),
             t if MEDIA_TYPES.contains(&t) => self.out.media_parts += 1,
             _ => {
                 // tool_result, search_result, web_search_tool_result and future types: text and
@@ -1079,6 +1027,45 @@ impl Cx<'_> {
                 }
             }
         }
+    }
+
+    /// An Anthropic `document` block. A plain-text (`"type": "text"`) or content-block source
+    /// is text the model reads, like a tool result: scanned, with the block's `title` and
+    /// `context`. A base64 source is scanned when it is a text file ([`Cx::b64_text`]). URL and
+    /// file sources are counted, not scanned.
+    fn a_document(&mut self, src: &str, d: &Val, loc: &Location, m: bool, out: &mut Vec<Edit>) {
+        let source = d.get(src, "source");
+        let kind = source.and_then(|so| so.get_str(src, "type"));
+        let (Some(so), Some(kind)) = (source, kind) else {
+            self.out.media_parts += 1;
+            return;
+        };
+        let sl = loc.key("source");
+        match (&*kind, so.get(src, "data"), so.get(src, "content")) {
+            ("text" | "content", Some(Val::Str(t)), _) => {
+                self.text(src, t, &sl.key("data"), m, out)
+            }
+            ("text" | "content", None, Some(Val::Str(t))) => {
+                self.text(src, t, &sl.key("content"), m, out)
+            }
+            ("text" | "content", None, Some(Val::Arr(blocks))) => {
+                let cl = sl.key("content");
+                for (i, nb) in blocks.iter().enumerate() {
+                    self.a_block(src, nb, &cl.idx(i), m, out);
+                }
+            }
+            ("base64", Some(Val::Str(b)), _) => {
+                let mime = so.get_str(src, "media_type");
+                return self.b64_text(src, b, mime.as_deref(), &sl.key("data"), m, out);
+            }
+            ("text" | "content", ..) => {}
+            _ => {
+                self.out.media_parts += 1;
+                return;
+            }
+        }
+        self.str_field(src, d, "title", loc, m, out);
+        self.str_field(src, d, "context", loc, m, out);
     }
 
     // ---- OpenAI Chat Completions ----
@@ -1160,15 +1147,14 @@ impl Cx<'_> {
                 // A file inline as a data URL: Chat's `file.file_data`, Responses'
                 // `input_file.file_data`.
                 let file = match &*ty {
-                    "file" => p.get(src, "file").and_then(|f| f.get(src, "file_data")),
-                    "input_file" => p.get(src, "file_data"),
+                    "file" => p
+                        .get(src, "file")
+                        .and_then(|f| f.get(src, "file_data"))
+                        .map(|d| (d, loc.key("file").key("file_data"))),
+                    "input_file" => p.get(src, "file_data").map(|d| (d, loc.key("file_data"))),
                     _ => None,
                 };
-                if let Some(Val::Str(d)) = file {
-                    let kl = match &*ty {
-                        "file" => loc.key("file").key("file_data"),
-                        _ => loc.key("file_data"),
-                    };
+                if let Some((Val::Str(d), kl)) = file {
                     return self.b64_text(src, d, None, &kl, m, out);
                 }
                 if MEDIA_TYPES.contains(&&*ty) {

@@ -663,20 +663,19 @@ impl StreamRestorer {
                 Some(Val::Arr(parts)) => parts.as_slice(),
                 _ => &[],
             };
-            let thought = |p: &Val| matches!(p.get(data, "thought"), Some(Val::Bool(true)));
-            let is_text = |p: &Val| matches!(p.get(data, "text"), Some(Val::Str(_)));
-            let (text, other) = parts
+            let shown: Vec<&Val> = parts
                 .iter()
-                .filter(|p| !thought(p))
-                .fold((false, false), |a, p| {
-                    (a.0 || is_text(p), a.1 || !is_text(p))
-                });
+                .filter(|p| !matches!(p.get(data, "thought"), Some(Val::Bool(true))))
+                .collect();
+            let is_text = |p: &&Val| matches!(p.get(data, "text"), Some(Val::Str(_)));
+            let text = shown.iter().any(is_text);
+            let other = !shown.iter().all(is_text);
             // Held text goes first: joined to this event's text when it has some (so a
             // placeholder split across the two is restored), else as an event of its own.
             if (last || other) && !text {
                 self.flush(out, |k| k.starts_with(&prefix));
             }
-            for p in parts.iter().filter(|p| !thought(p)) {
+            for p in shown {
                 if let Some(Val::Str(s)) = p.get(data, "text") {
                     let text = s.decode(data).text;
                     let candidate = ci.clone();
