@@ -4,7 +4,8 @@
 #   crates/airlock-gateway/benches/bench-gateway.sh            # from the workspace root
 #   RATE=1000 DURATION=20 BODY_KB=100 crates/airlock-gateway/benches/bench-gateway.sh
 #
-# Needs: oha (cargo install oha --no-default-features) or wrk (apt-get install wrk), curl,
+# Needs: oha (cargo install oha --locked --no-default-features --features rustls; 1.16.0 builds
+# with rustc 1.95) or wrk (apt-get install wrk), curl,
 # python3. Everything listens on 127.0.0.1 only.
 set -euo pipefail
 
@@ -14,12 +15,14 @@ BODY_KB=${BODY_KB:-100}       # request body size
 CONNS=${CONNS:-32}
 TURN=${TURN:-resend}          # resend: the same body every time; new: a new last message each request
 TTFB_N=${TTFB_N:-300}
+WARMUP=${WARMUP:-2}           # seconds of unmeasured load against each target first (0: none)
 MOCK=127.0.0.1:${MOCK_PORT:-18801}
 GW=127.0.0.1:${GW_PORT:-18800}
 TARGET=${CARGO_TARGET_DIR:-target}
 PROFILE=${PROFILE:-release}   # PROFILE=dev for a quick (unrepresentative) run
 CONFIG=${CONFIG:-}             # an airlock.toml for the gateway (e.g. one with [audit] enabled = false)
 PIN=${PIN:-0}                 # PIN=1: load generator and mock on CPU 0, the gateway alone on CPU 1
+LOADGEN=${LOADGEN:-oha}        # oha when installed (open loop); LOADGEN=wrk for the closed-loop wrk
 GATEWAY_BIN=${GATEWAY_BIN:-}  # another build of the gateway example (A/B runs against a copy)
 if [ "$PIN" = 1 ]; then
   ON_LOAD="taskset -c 0"; ON_GW="taskset -c 1"
@@ -62,15 +65,27 @@ def body(stream):
     return json.dumps(b, separators=(",", ":"))
 open(f"{work}/body.json", "w").write(body(False))
 open(f"{work}/stream.json", "w").write(body(True))
+# For oha's -Z (one body per line, cycled): 64 distinct last messages, as the wrk script makes.
+import random
+plain = body(False)
+tag = random.randrange(10**9)
+with open(f"{work}/bodies.lines", "w") as f:
+    for i in range(64):
+        f.write(plain.replace("NONCE", f"{tag}-{i}") + "\n")
 PY
 echo "# profile: $PROFILE; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "# body: $(wc -c < "$WORK/body.json") bytes ($TURN), rate $RATE/s, $DURATION s, $CONNS connections, pinned: $PIN, config: ${CONFIG:-none}"
 
 pct() { # name url
-  if command -v oha >/dev/null && [ "$TURN" = resend ]; then
-    oha --no-tui -z "${DURATION}s" -q "$RATE" -c "$CONNS" -m POST -H 'content-type: application/json' \
-      -H 'user-agent: QwenCode/0.24.4 (linux; x64)' -D "$WORK/body.json" --output-format json "$2" > "$WORK/$1.json"
+  if command -v oha >/dev/null && [ "$LOADGEN" != wrk ]; then
+    # Open loop: requests are sent on schedule at RATE, and --latency-correction counts a
+    # request's latency from when it was due, not from when a connection was free (wrk's
+    # closed loop hides queueing behind slow answers: "coordinated omission").
+    if [ "$TURN" = new ]; then BODY=(-Z "$WORK/bodies.lines"); else BODY=(-D "$WORK/body.json"); fi
+    $ON_LOAD oha --no-tui -z "${DURATION}s" -q "$RATE" --latency-correction -c "$CONNS" -m POST \
+      -H 'content-type: application/json' -H 'user-agent: QwenCode/0.24.4 (linux; x64)' \
+      "${BODY[@]}" --output-format json "$2" > "$WORK/$1.json"
     python3 - "$1" "$WORK/$1.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[2]))
@@ -108,6 +123,19 @@ LUA
 }
 
 echo "## non-streaming, ${BODY_KB} KB bodies at ${RATE} req/s"
+# Warm-up, not measured: the same load for WARMUP seconds against each target first. A fresh
+# gateway compiles a rule's Unicode-mode regex the first time a window holding non-ASCII text
+# needs it (about 50-90 ms on the first 1 MB body of this workspace's sources, once per
+# process); the figures below are the steady state, and docs/benchmarks.md gives the first
+# request's time separately.
+first() { curl -s -o /dev/null -w '%{time_total}' -H 'content-type: application/json' \
+  -H 'user-agent: QwenCode/0.24.4 (linux; x64)' --data-binary "@$WORK/body.json" "$1" |
+  awk '{printf "%.2f ms", $1 * 1000}'; }
+echo "first request: direct $(first "http://$MOCK/v1/chat/completions"), gateway $(first "http://$GW/v1/chat/completions")"
+if [ "$WARMUP" -gt 0 ]; then
+  DURATION=$WARMUP pct warmup "http://$MOCK/v1/chat/completions" > /dev/null
+  DURATION=$WARMUP pct warmup "http://$GW/v1/chat/completions" > /dev/null
+fi
 pct direct "http://$MOCK/v1/chat/completions"
 cpu() { awk '{print $14 + $15}' "/proc/$GW_PID/stat"; } # utime + stime, clock ticks
 CPU0=$(cpu)
