@@ -38,6 +38,9 @@ pub fn run_in(v: Validator, bytes: &[u8], start: usize, end: usize) -> Verdict {
     if v == Validator::Ipv4 && inside_dotted_number(bytes, start, end) {
         return Verdict::Reject;
     }
+    if v == Validator::GenericSecret && code_not_value(bytes, start, end) {
+        return Verdict::Reject;
+    }
     run(v, &bytes[start..end])
 }
 
@@ -492,6 +495,119 @@ fn basic_auth_ok(s: &str) -> bool {
     }
 }
 
+/// `MLKEM512_SECRET_KEY_BYTES`, `SHA256_DIGEST_LENGTH`: a constant's name (upper case and
+/// digits in at least two parts joined by `_`), which code assigns to a `secret_len` or a
+/// `token_type`. A key, token or password in that shape would be a word list in capitals.
+fn screaming_snake(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.first().is_some_and(u8::is_ascii_uppercase)
+        && b.contains(&b'_')
+        && !b.ends_with(b"_")
+        && !s.contains("__")
+        && b.iter()
+            .all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+}
+
+/// An identifier, or a path of them joined by `.`, `::` or `->`: what code names, never a
+/// literal.
+fn ident_path(s: &[u8]) -> bool {
+    let parts = std::str::from_utf8(s).map_or(Vec::new(), |s| {
+        s.split(['.', ':']).flat_map(|p| p.split("->")).collect()
+    });
+    !parts.is_empty()
+        && parts.iter().enumerate().all(|(i, p)| {
+            // `a::b` splits into an empty part between the colons; nothing else may be empty.
+            (p.is_empty() && i > 0 && i + 1 < parts.len())
+                // A tuple field after the first part: `self.0.to_token_stream`.
+                || (i > 0 && !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+                || p.bytes()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+                    && p.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$')
+        })
+}
+
+/// A value the generic rules matched that the text around it shows to be code, not a literal:
+/// only for a value written without quotes (a quoted one is a literal whatever it looks like).
+/// - a call or a generic type: `token1.child_token(`, `Curve25519SeedBin<'_>`;
+/// - a closure's parameters, or a field in snake case: `|tokens: …|`, `node.colon2_token`;
+/// - a macro or an index: `assert_fips_status_indicator!(`, `vec![0u8`, `Token![struct]`,
+///   `write_levels_[level].secret`;
+/// - a type annotation: `private_key: Pkcs8V1Der = …`;
+/// - arithmetic on names: `params.shared_secret_len/2`, `client_pk^server_sk`.
+///
+/// A `.env` line (`API_KEY=PT7HjSd5J1AHMe4TSkjrbo6M`) has none of these.
+fn code_not_value(bytes: &[u8], start: usize, end: usize) -> bool {
+    let value = &bytes[start..end];
+    if start > 0 && matches!(bytes[start - 1], b'"' | b'\'' | b'`') {
+        return false;
+    }
+    let next = bytes.get(end).copied();
+    if ident_path(value) && matches!(next, Some(b'(' | b'<')) {
+        return true;
+    }
+    // A closure's parameters: `= |tokens: &mut TokenStream|`, `|token: CancellationToken|`.
+    if value.starts_with(b"|") || value.strip_suffix(b"|").is_some_and(ident_path) {
+        return true;
+    }
+    // A field of a value in snake case: `node.colon2_token`, `params.shared_secret_len`.
+    if value.contains(&b'.')
+        && value.split(|&c| c == b'.').all(|p| {
+            p.first()
+                .is_some_and(|c| c.is_ascii_lowercase() || *c == b'_')
+                && p.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+                && p.iter().filter(|c| c.is_ascii_digit()).count() <= 2
+        })
+    {
+        return true;
+    }
+    if let Some(i) = value.iter().position(|&c| c == b'!' || c == b'[') {
+        let after = value.get(i + 1).copied();
+        let (head, bang) = (&value[..i], value[i] == b'!');
+        if ident_path(head) && (!bang || after.is_none() || after == Some(b'[')) {
+            return true;
+        }
+    }
+    if ident_path(value) {
+        let before = bytes[..start]
+            .iter()
+            .rev()
+            .find(|c| !matches!(c, b' ' | b'\t'))
+            .copied();
+        let mut after = bytes[end..]
+            .iter()
+            .skip_while(|c| matches!(c, b' ' | b'\t'));
+        if before == Some(b':') && after.next() == Some(&b'=') && after.next() != Some(&b'=') {
+            return true;
+        }
+    }
+    let operands: Vec<&[u8]> = value
+        .split(|c| matches!(c, b'+' | b'*' | b'/' | b'^' | b'|' | b'&' | b'%'))
+        .collect();
+    operands.len() >= 2
+        && operands
+            .iter()
+            .all(|o| o.iter().all(u8::is_ascii_digit) && !o.is_empty() || ident_path(o))
+        && operands
+            .iter()
+            .any(|o| ident_path(o) && o.iter().any(|&c| c == b'_' || c == b'.'))
+}
+
+/// `x25519_generate_private_key`: a name in snake case, at least two of its parts words of three
+/// or more letters. (Random keys in lower case, hex or base36, have no `_`; base64url ones mix
+/// cases.)
+fn snake_words(s: &str) -> bool {
+    s.contains('_')
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+        && s.split('_')
+            .filter(|p| p.len() >= 3 && p.bytes().all(|c| c.is_ascii_lowercase()))
+            .count()
+            >= 2
+}
+
 fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
@@ -505,6 +621,14 @@ fn is_uuid(s: &str) -> bool {
 /// a member access or call, a path, or a template/reference.
 pub fn generic_secret_ok(s: &str) -> bool {
     if s.len() < 8 || is_uuid(s) {
+        return false;
+    }
+    // What follows `==` (a comparison), `::` (a path: `Secrets::Aes128Gcm`) or a negation
+    // (`!!extended_master_secret`).
+    if s.starts_with(['=', ':', '!']) {
+        return false;
+    }
+    if screaming_snake(s) || snake_words(s) {
         return false;
     }
     // Identifiers and dotted/namespaced references: foo_bar, self.token, crate::Token.
@@ -771,6 +895,132 @@ mod tests {
     fn entropy_bounds() {
         assert_eq!(entropy(b"aaaa"), 0.0);
         assert!((entropy(b"ab") - 1.0).abs() < 1e-9);
+    }
+
+    /// What a generic rule's validator says of `value` where it stands in `text`.
+    fn generic_in(v: Validator, text: &str, value: &str) -> bool {
+        let start = text.find(value).expect("value in text");
+        matches!(
+            run_in(v, text.as_bytes(), start, start + value.len()),
+            Verdict::Accept { .. }
+        )
+    }
+
+    #[test]
+    fn generic_values_that_are_code_are_not_findings() {
+        let v = Validator::GenericSecret;
+        let code = [
+            (
+                "secret_key_len = MLKEM512_SECRET_KEY_BYTES;",
+                "MLKEM512_SECRET_KEY_BYTES",
+            ),
+            (
+                "let s = assert_fips_status_indicator!(",
+                "assert_fips_status_indicator!",
+            ),
+            ("let mut secret = vec![0u8; n];", "vec![0u8"),
+            ("struct_token: Token![struct],", "Token![struct"),
+            (
+                "x = write_levels_[level].secret;",
+                "write_levels_[level].secret",
+            ),
+            (
+                "len = params.shared_secret_len/2;",
+                "params.shared_secret_len/2",
+            ),
+            ("// s = client_pk^server_sk;", "client_pk^server_sk"),
+            ("let c = token1.child_token();", "token1.child_token"),
+            ("let k: Curve25519SeedBin<'_> = k", "Curve25519SeedBin"),
+            ("let k: Pkcs8V1Der2 = my.as_der();", "Pkcs8V1Der2"),
+            ("if( tokenType==TK_VARIABLE ){", "=TK_VARIABLE"),
+            ("m = !!extended_master_secret;", "!!extended_master_secret"),
+            ("Ok(Secrets::Aes128Gcm { key })", ":Aes128Gcm"),
+            (
+                "g: x25519_generate_private_key,",
+                "x25519_generate_private_key",
+            ),
+            ("colon2_token: node.colon2_token,", "node.colon2_token"),
+            (
+                "let tokens = self.0.to_token_stream();",
+                "self.0.to_token_stream",
+            ),
+            ("let to_tokens = |tokens: &mut TokenStream| {", "|tokens:"),
+            (
+                "let f = move |token: CancellationToken| {",
+                "CancellationToken|",
+            ),
+        ];
+        for (text, value) in code {
+            assert!(!generic_in(v, text, value), "took {value:?} in {text:?}");
+        }
+        // The same characters quoted are a literal, and an env line is a value.
+        let values = [
+            (
+                "password = \"correct_master_key_123!\"",
+                "correct_master_key_123!",
+            ),
+            ("token = 'vec![0u8aZ9q'", "vec![0u8aZ9q"),
+            ("token = \"Pkcs8V1Der2\";", "Pkcs8V1Der2"),
+            (
+                "API_KEY=PT7HjSd5J1AHMe4TSkjrbo6M",
+                "PT7HjSd5J1AHMe4TSkjrbo6M",
+            ),
+            ("token: aZ9q/Xk2+Lm7Pw==", "aZ9q/Xk2+Lm7Pw=="),
+            (
+                "AUTH_TOKEN=1SuZuKr2ZNlNIXDdECBs1fju",
+                "1SuZuKr2ZNlNIXDdECBs1fju",
+            ),
+            ("secret = \"pn8J39SYJc6U!g4LTx\"", "pn8J39SYJc6U!g4LTx"),
+            ("password = \"Summer2024Pass\"", "Summer2024Pass"),
+            ("API_KEY=Tr0ub4dor&3xYz", "Tr0ub4dor&3xYz"),
+            ("token = \"node.colon2_token\"", "node.colon2_token"),
+            (
+                "JWT_TOKEN=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dBjftJeZ4CVPmB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dBjftJeZ4CVPmB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            ),
+        ];
+        for (text, value) in values {
+            assert!(generic_in(v, text, value), "dropped {value:?} in {text:?}");
+        }
+    }
+
+    #[test]
+    fn random_keys_are_not_taken_for_names() {
+        // xorshift: deterministic, no dependency.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for (alphabet, name) in [
+            (
+                &b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[..],
+                "base62",
+            ),
+            (
+                &b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-"[..],
+                "base64url",
+            ),
+            (&b"0123456789abcdefghijklmnopqrstuvwxyz"[..], "base36"),
+        ] {
+            for len in [12usize, 16, 24, 32, 40] {
+                let mut taken = 0;
+                for _ in 0..20_000 {
+                    let key: String = (0..len)
+                        .map(|_| char::from(alphabet[(next() % alphabet.len() as u64) as usize]))
+                        .collect();
+                    taken += usize::from(screaming_snake(&key) || snake_words(&key));
+                }
+                // Upper case with `_` is a constant's shape; the rest at most 1 in 2,000.
+                let most = if name == "upper and _" { 20_000 } else { 10 };
+                assert!(
+                    taken <= most,
+                    "{name}, {len} chars: {taken} of 20,000 taken for names"
+                );
+            }
+        }
     }
 
     #[test]
