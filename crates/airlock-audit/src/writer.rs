@@ -588,7 +588,29 @@ impl Writer {
         let due = self.unsigned + n >= self.opts.checkpoint_every_records
             || self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval;
         let cp = due.then(|| self.key.checkpoint(head.seq, &head.hash, now_ms()));
-        match self.store.append(&rows, cp.as_ref()) {
+        let mut result = self.store.append(&rows, cp.as_ref());
+        if result.is_err() {
+            // A commit reported as failed may still have happened (SQLite reports an error of
+            // a hook that runs after the commit as the commit's; a connection can fail after
+            // COMMIT reached the disk). Ask the store where its chain ends: this batch's last
+            // row there means it is durable; anything else becomes the head the next batch
+            // builds on, so one failure cannot make every later batch collide with rows
+            // already stored.
+            match self.store.head() {
+                Ok(stored) if stored.seq == head.seq && stored.hash == head.hash => {
+                    tracing::warn!(seq = head.seq, "audit batch reported failed was committed");
+                    result = Ok(());
+                }
+                Ok(stored) => {
+                    self.head = stored;
+                    self.shared.head_seq.store(self.head.seq, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit chain head unreadable after a failed batch")
+                }
+            }
+        }
+        match result {
             Ok(()) => {
                 self.head = head;
                 self.shared.head_seq.store(self.head.seq, Ordering::Relaxed);

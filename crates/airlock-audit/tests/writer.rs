@@ -310,3 +310,139 @@ fn detached_records_share_the_next_held_records_transaction() {
     }
     assert_eq!(log.stats().committed, 1, "committed without company");
 }
+
+/// SQLite, except that chosen appends report an error: after committing (`durable`: what SQLite
+/// does when a hook that runs after the commit fails), or without writing anything.
+struct FlakyStore {
+    inner: SqliteStore,
+    appends: u64,
+    fail_on: Vec<u64>,
+    durable: bool,
+}
+
+impl Store for FlakyStore {
+    fn head(&self) -> Result<airlock_audit::ChainHead, airlock_audit::AuditError> {
+        self.inner.head()
+    }
+    fn append(
+        &mut self,
+        rows: &[airlock_audit::StoredRow],
+        checkpoint: Option<&airlock_audit::Checkpoint>,
+    ) -> Result<(), airlock_audit::AuditError> {
+        self.appends += 1;
+        if !self.fail_on.contains(&self.appends) {
+            return self.inner.append(rows, checkpoint);
+        }
+        if self.durable {
+            self.inner.append(rows, checkpoint)?;
+        }
+        Err(airlock_audit::AuditError::Prune("injected".into()))
+    }
+    fn add_checkpoint(
+        &mut self,
+        c: &airlock_audit::Checkpoint,
+    ) -> Result<(), airlock_audit::AuditError> {
+        self.inner.add_checkpoint(c)
+    }
+    fn scan(
+        &self,
+        from: u64,
+        bodies: bool,
+        sink: &mut airlock_audit::store::RowSink<'_>,
+    ) -> Result<(), airlock_audit::AuditError> {
+        self.inner.scan(from, bodies, sink)
+    }
+    fn scan_filtered(
+        &self,
+        f: &AuditFilter,
+        sink: &mut airlock_audit::store::RowSink<'_>,
+    ) -> Result<(), airlock_audit::AuditError> {
+        self.inner.scan_filtered(f, sink)
+    }
+    fn query_newest(
+        &self,
+        f: &AuditFilter,
+        limit: usize,
+    ) -> Result<Vec<airlock_audit::StoredRow>, airlock_audit::AuditError> {
+        self.inner.query_newest(f, limit)
+    }
+    fn row(
+        &self,
+        seq: u64,
+        bodies: bool,
+    ) -> Result<Option<airlock_audit::StoredRow>, airlock_audit::AuditError> {
+        self.inner.row(seq, bodies)
+    }
+    fn body(&self, seq: u64, kind: BodyKind) -> Result<Option<Vec<u8>>, airlock_audit::AuditError> {
+        self.inner.body(seq, kind)
+    }
+    fn checkpoints(&self) -> Result<Vec<airlock_audit::Checkpoint>, airlock_audit::AuditError> {
+        self.inner.checkpoints()
+    }
+    fn anchors(&self) -> Result<Vec<airlock_audit::Anchor>, airlock_audit::AuditError> {
+        self.inner.anchors()
+    }
+    fn count(&self) -> Result<(u64, Option<u64>), airlock_audit::AuditError> {
+        self.inner.count()
+    }
+    fn last_seq_before(&self, t: i64) -> Result<Option<u64>, airlock_audit::AuditError> {
+        self.inner.last_seq_before(t)
+    }
+    fn prune(&mut self, a: &airlock_audit::Anchor) -> Result<u64, airlock_audit::AuditError> {
+        self.inner.prune(a)
+    }
+}
+
+/// Submits 30 records one at a time through a writer on `FlakyStore`; the results in order.
+fn through_flaky_store(dir: &std::path::Path, durable: bool) -> Vec<Result<u64, String>> {
+    let store = FlakyStore {
+        inner: SqliteStore::create(dir).unwrap(),
+        appends: 0,
+        fail_on: vec![5, 6, 20],
+        durable,
+    };
+    let key = airlock_audit::AuditKey::load_or_create(dir).unwrap();
+    let log = AuditLog::with_store(dir, Box::new(store), key, AuditOptions::default()).unwrap();
+    let results = (0..30)
+        .map(|i| {
+            log.submit(full_record(i, OffsetDateTime::now_utc()))
+                .unwrap()
+                .wait()
+                .map_err(|e| e.to_string())
+        })
+        .collect();
+    log.shutdown();
+    results
+}
+
+#[test]
+fn a_batch_committed_but_reported_failed_is_acknowledged_and_the_chain_goes_on() {
+    // Seen under load: SQLite reported the error of a WAL checkpoint run by a hook after the
+    // commit as the commit's. The writer kept its old chain head and every later batch failed
+    // on `UNIQUE constraint failed: records.seq`, so a fail-closed gateway refused everything.
+    let dir = tempfile::tempdir().unwrap();
+    let results = through_flaky_store(dir.path(), true);
+    let seqs: Vec<u64> = results
+        .iter()
+        .map(|r| *r.as_ref().expect("every record committed"))
+        .collect();
+    assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+    let rep = verify_dir(dir.path(), &[], None).unwrap();
+    assert!(rep.ok() && rep.records == 30, "{rep:#?}");
+}
+
+#[test]
+fn a_batch_that_failed_is_refused_and_the_next_one_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = through_flaky_store(dir.path(), false);
+    let failed: Vec<usize> = (0..30).filter(|&i| results[i].is_err()).collect();
+    // Appends 5, 6 and 20 carry records 4, 5 and 19 (one record per batch, one at a time).
+    assert_eq!(failed, vec![4, 5, 19], "{results:?}");
+    let seqs: Vec<u64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    assert_eq!(seqs, (1..=27).collect::<Vec<_>>());
+    let rep = verify_dir(dir.path(), &[], None).unwrap();
+    assert!(rep.ok() && rep.records == 27, "{rep:#?}");
+}
