@@ -342,81 +342,11 @@ fn prune_by_size_keeps_the_newest_that_fit_and_the_rest_verifies() {
 /// `last_seq_over_size` against SQLite's query.
 #[test]
 fn size_cutoff_default_matches_sqlite() {
-    struct Plain(SqliteStore);
-    impl Store for Plain {
-        fn head(&self) -> Result<airlock_audit::ChainHead, airlock_audit::AuditError> {
-            self.0.head()
-        }
-        fn append(
-            &mut self,
-            rows: &[airlock_audit::StoredRow],
-            cp: Option<&airlock_audit::Checkpoint>,
-        ) -> Result<(), airlock_audit::AuditError> {
-            self.0.append(rows, cp)
-        }
-        fn add_checkpoint(
-            &mut self,
-            cp: &airlock_audit::Checkpoint,
-        ) -> Result<(), airlock_audit::AuditError> {
-            self.0.add_checkpoint(cp)
-        }
-        fn scan(
-            &self,
-            from: u64,
-            bodies: bool,
-            sink: &mut airlock_audit::store::RowSink<'_>,
-        ) -> Result<(), airlock_audit::AuditError> {
-            self.0.scan(from, bodies, sink)
-        }
-        fn scan_filtered(
-            &self,
-            f: &AuditFilter,
-            sink: &mut airlock_audit::store::RowSink<'_>,
-        ) -> Result<(), airlock_audit::AuditError> {
-            self.0.scan_filtered(f, sink)
-        }
-        fn query_newest(
-            &self,
-            f: &AuditFilter,
-            limit: usize,
-        ) -> Result<Vec<airlock_audit::StoredRow>, airlock_audit::AuditError> {
-            self.0.query_newest(f, limit)
-        }
-        fn row(
-            &self,
-            seq: u64,
-            bodies: bool,
-        ) -> Result<Option<airlock_audit::StoredRow>, airlock_audit::AuditError> {
-            self.0.row(seq, bodies)
-        }
-        fn body(
-            &self,
-            seq: u64,
-            kind: airlock_audit::BodyKind,
-        ) -> Result<Option<Vec<u8>>, airlock_audit::AuditError> {
-            self.0.body(seq, kind)
-        }
-        fn checkpoints(&self) -> Result<Vec<airlock_audit::Checkpoint>, airlock_audit::AuditError> {
-            self.0.checkpoints()
-        }
-        fn anchors(&self) -> Result<Vec<airlock_audit::Anchor>, airlock_audit::AuditError> {
-            self.0.anchors()
-        }
-        fn count(&self) -> Result<(u64, Option<u64>), airlock_audit::AuditError> {
-            self.0.count()
-        }
-        fn last_seq_before(&self, ms: i64) -> Result<Option<u64>, airlock_audit::AuditError> {
-            self.0.last_seq_before(ms)
-        }
-        fn prune(&mut self, a: &airlock_audit::Anchor) -> Result<u64, airlock_audit::AuditError> {
-            self.0.prune(a)
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 25, AuditOptions::default());
     let total = payload(dir.path());
     let sqlite = SqliteStore::open_existing(dir.path()).unwrap();
-    let plain = Plain(SqliteStore::open_existing(dir.path()).unwrap());
+    let plain = common::Wrapped::plain(SqliteStore::open_existing(dir.path()).unwrap());
     for max in [0, 1, total / 4, total / 2, total - 1, total, total + 1] {
         assert_eq!(
             sqlite.last_seq_over_size(max).unwrap(),

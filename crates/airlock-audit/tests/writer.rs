@@ -311,95 +311,23 @@ fn detached_records_share_the_next_held_records_transaction() {
     assert_eq!(log.stats().committed, 1, "committed without company");
 }
 
-/// SQLite, except that chosen appends report an error: after committing (`durable`: what SQLite
-/// does when a hook that runs after the commit fails), or without writing anything.
-struct FlakyStore {
-    inner: SqliteStore,
-    appends: u64,
-    fail_on: Vec<u64>,
-    durable: bool,
-}
-
-impl Store for FlakyStore {
-    fn head(&self) -> Result<airlock_audit::ChainHead, airlock_audit::AuditError> {
-        self.inner.head()
-    }
-    fn append(
-        &mut self,
-        rows: &[airlock_audit::StoredRow],
-        checkpoint: Option<&airlock_audit::Checkpoint>,
-    ) -> Result<(), airlock_audit::AuditError> {
-        self.appends += 1;
-        if !self.fail_on.contains(&self.appends) {
-            return self.inner.append(rows, checkpoint);
-        }
-        if self.durable {
-            self.inner.append(rows, checkpoint)?;
-        }
-        Err(airlock_audit::AuditError::Prune("injected".into()))
-    }
-    fn add_checkpoint(
-        &mut self,
-        c: &airlock_audit::Checkpoint,
-    ) -> Result<(), airlock_audit::AuditError> {
-        self.inner.add_checkpoint(c)
-    }
-    fn scan(
-        &self,
-        from: u64,
-        bodies: bool,
-        sink: &mut airlock_audit::store::RowSink<'_>,
-    ) -> Result<(), airlock_audit::AuditError> {
-        self.inner.scan(from, bodies, sink)
-    }
-    fn scan_filtered(
-        &self,
-        f: &AuditFilter,
-        sink: &mut airlock_audit::store::RowSink<'_>,
-    ) -> Result<(), airlock_audit::AuditError> {
-        self.inner.scan_filtered(f, sink)
-    }
-    fn query_newest(
-        &self,
-        f: &AuditFilter,
-        limit: usize,
-    ) -> Result<Vec<airlock_audit::StoredRow>, airlock_audit::AuditError> {
-        self.inner.query_newest(f, limit)
-    }
-    fn row(
-        &self,
-        seq: u64,
-        bodies: bool,
-    ) -> Result<Option<airlock_audit::StoredRow>, airlock_audit::AuditError> {
-        self.inner.row(seq, bodies)
-    }
-    fn body(&self, seq: u64, kind: BodyKind) -> Result<Option<Vec<u8>>, airlock_audit::AuditError> {
-        self.inner.body(seq, kind)
-    }
-    fn checkpoints(&self) -> Result<Vec<airlock_audit::Checkpoint>, airlock_audit::AuditError> {
-        self.inner.checkpoints()
-    }
-    fn anchors(&self) -> Result<Vec<airlock_audit::Anchor>, airlock_audit::AuditError> {
-        self.inner.anchors()
-    }
-    fn count(&self) -> Result<(u64, Option<u64>), airlock_audit::AuditError> {
-        self.inner.count()
-    }
-    fn last_seq_before(&self, t: i64) -> Result<Option<u64>, airlock_audit::AuditError> {
-        self.inner.last_seq_before(t)
-    }
-    fn prune(&mut self, a: &airlock_audit::Anchor) -> Result<u64, airlock_audit::AuditError> {
-        self.inner.prune(a)
-    }
-}
-
-/// Submits 30 records one at a time through a writer on `FlakyStore`; the results in order.
+/// Submits 30 records one at a time through a writer on SQLite whose 5th, 6th and 20th
+/// appends report an error: after committing (`durable`: what SQLite does when a hook that runs
+/// after the commit fails), or without writing anything. The results in order.
 fn through_flaky_store(dir: &std::path::Path, durable: bool) -> Vec<Result<u64, String>> {
-    let store = FlakyStore {
+    let mut appends = 0;
+    let store = common::Wrapped {
         inner: SqliteStore::create(dir).unwrap(),
-        appends: 0,
-        fail_on: vec![5, 6, 20],
-        durable,
+        on_append: Box::new(move |s, rows, cp| {
+            appends += 1;
+            if ![5, 6, 20].contains(&appends) {
+                return s.append(rows, cp);
+            }
+            if durable {
+                s.append(rows, cp)?;
+            }
+            Err(airlock_audit::AuditError::Prune("injected".into()))
+        }),
     };
     let key = airlock_audit::AuditKey::load_or_create(dir).unwrap();
     let log = AuditLog::with_store(dir, Box::new(store), key, AuditOptions::default()).unwrap();

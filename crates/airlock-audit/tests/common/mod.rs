@@ -80,3 +80,100 @@ pub fn fill(dir: &Path, n: u64, opts: AuditOptions) {
 pub fn raw(dir: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.join("audit.db")).expect("raw open")
 }
+
+/// What [`Wrapped`] does for `append`: given the SQLite store, the rows and the checkpoint.
+pub type OnAppend = Box<
+    dyn FnMut(
+            &mut airlock_audit::SqliteStore,
+            &[airlock_audit::StoredRow],
+            Option<&airlock_audit::Checkpoint>,
+        ) -> Result<(), airlock_audit::AuditError>
+        + Send,
+>;
+
+/// SQLite behind the `Store` trait's required methods only (the trait's defaults for the
+/// rest), with `append` going through `on_append`: a store a test can make fail.
+pub struct Wrapped {
+    pub inner: airlock_audit::SqliteStore,
+    pub on_append: OnAppend,
+}
+
+impl Wrapped {
+    /// Passes everything through.
+    pub fn plain(inner: airlock_audit::SqliteStore) -> Wrapped {
+        Wrapped {
+            inner,
+            on_append: Box::new(airlock_audit::Store::append),
+        }
+    }
+}
+
+impl airlock_audit::Store for Wrapped {
+    fn head(&self) -> Result<airlock_audit::ChainHead, airlock_audit::AuditError> {
+        self.inner.head()
+    }
+    fn append(
+        &mut self,
+        rows: &[airlock_audit::StoredRow],
+        cp: Option<&airlock_audit::Checkpoint>,
+    ) -> Result<(), airlock_audit::AuditError> {
+        (self.on_append)(&mut self.inner, rows, cp)
+    }
+    fn add_checkpoint(
+        &mut self,
+        cp: &airlock_audit::Checkpoint,
+    ) -> Result<(), airlock_audit::AuditError> {
+        self.inner.add_checkpoint(cp)
+    }
+    fn scan(
+        &self,
+        from: u64,
+        bodies: bool,
+        sink: &mut airlock_audit::store::RowSink<'_>,
+    ) -> Result<(), airlock_audit::AuditError> {
+        self.inner.scan(from, bodies, sink)
+    }
+    fn scan_filtered(
+        &self,
+        f: &airlock_audit::AuditFilter,
+        sink: &mut airlock_audit::store::RowSink<'_>,
+    ) -> Result<(), airlock_audit::AuditError> {
+        self.inner.scan_filtered(f, sink)
+    }
+    fn query_newest(
+        &self,
+        f: &airlock_audit::AuditFilter,
+        limit: usize,
+    ) -> Result<Vec<airlock_audit::StoredRow>, airlock_audit::AuditError> {
+        self.inner.query_newest(f, limit)
+    }
+    fn row(
+        &self,
+        seq: u64,
+        bodies: bool,
+    ) -> Result<Option<airlock_audit::StoredRow>, airlock_audit::AuditError> {
+        self.inner.row(seq, bodies)
+    }
+    fn body(
+        &self,
+        seq: u64,
+        kind: airlock_audit::BodyKind,
+    ) -> Result<Option<Vec<u8>>, airlock_audit::AuditError> {
+        self.inner.body(seq, kind)
+    }
+    fn checkpoints(&self) -> Result<Vec<airlock_audit::Checkpoint>, airlock_audit::AuditError> {
+        self.inner.checkpoints()
+    }
+    fn anchors(&self) -> Result<Vec<airlock_audit::Anchor>, airlock_audit::AuditError> {
+        self.inner.anchors()
+    }
+    fn count(&self) -> Result<(u64, Option<u64>), airlock_audit::AuditError> {
+        self.inner.count()
+    }
+    fn last_seq_before(&self, ms: i64) -> Result<Option<u64>, airlock_audit::AuditError> {
+        self.inner.last_seq_before(ms)
+    }
+    fn prune(&mut self, a: &airlock_audit::Anchor) -> Result<u64, airlock_audit::AuditError> {
+        self.inner.prune(a)
+    }
+}
