@@ -386,14 +386,9 @@ fn inside_hex_list(bytes: &[u8], start: usize, end: usize) -> bool {
         .collect();
     let same_width =
         |t: &[u8]| group(t) && widths.len() > 1 && widths.iter().all(|&w| w == t.len());
-    let (before, after) = (
-        (skip_back > 0)
-            .then_some(before.as_slice())
-            .unwrap_or_default(),
-        (skip_on > 0)
-            .then_some(after.as_slice())
-            .unwrap_or_default(),
-    );
+    // A neighbour touching the number (no separator) is part of the same token, not an item.
+    let before: &[u8] = if skip_back > 0 { &before } else { &[] };
+    let after: &[u8] = if skip_on > 0 { &after } else { &[] };
     lettered(before)
         || lettered(after)
         || same_width(before)
