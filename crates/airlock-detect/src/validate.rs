@@ -631,13 +631,16 @@ fn code_not_value(bytes: &[u8], start: usize, end: usize) -> bool {
         }
     }
     if ident_path(value) {
+        // Bounded: a hostile text may put megabytes of blanks beside a value.
         let before = bytes[..start]
             .iter()
             .rev()
+            .take(64)
             .find(|c| !matches!(c, b' ' | b'\t'))
             .copied();
         let mut after = bytes[end..]
             .iter()
+            .take(64)
             .skip_while(|c| matches!(c, b' ' | b'\t'));
         if before == Some(b':') && after.next() == Some(&b'=') && after.next() != Some(&b'=') {
             return true;
