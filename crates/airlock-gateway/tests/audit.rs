@@ -30,12 +30,8 @@ async fn every_exchange_is_audited_and_the_chain_verifies() {
         .into_iter()
         .find(|c| c.target.starts_with("/v1/messages"))
         .unwrap();
-    let resp = client()
-        .request(captured_request(&c, gw.addr))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.into_body().collect().await.unwrap();
+    let (status, _, _) = replay(&c, gw.addr).await;
+    assert_eq!(status, 200);
     // Write-ahead: the request record was queued when the request was sent upstream, and the
     // end of the answer is released only after it is committed, so it is readable from
     // another connection with the gateway still running. (The writer is usually fast enough
@@ -397,12 +393,8 @@ async fn stored_bodies_are_the_redacted_ones_never_the_secret() {
     assert!(String::from_utf8_lossy(&body).contains(&token));
     // ...a streamed answer too.
     let c = with_mock(&claude_with_secrets(), "echo-GITHUB");
-    let resp = client()
-        .request(captured_request(&c, gw.addr))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let streamed = resp.into_body().collect().await.unwrap().to_bytes();
+    let (status, _, streamed) = replay(&c, gw.addr).await;
+    assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&streamed).contains(&token));
     gw.stop().await;
 
@@ -893,12 +885,8 @@ async fn gemini_usage_is_recorded() {
     let mut gw = start_gateway(&base_config(up, "")).await;
     let data = gw.data_dir();
     let c = captured("gemini-cli-0.61.0.jsonl").remove(0);
-    let resp = client()
-        .request(captured_request(&c, gw.addr))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let (status, _, body) = replay(&c, gw.addr).await;
+    assert_eq!(status, 200);
     assert_eq!(&body[..], ANSWER.as_bytes(), "relayed byte for byte");
     gw.stop().await;
     let recs = exchanges(&data);

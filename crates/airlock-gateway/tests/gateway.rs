@@ -284,12 +284,8 @@ async fn gemini_without_upstream_gets_google_shaped_404() {
     );
     let gw = start_gateway(&cfg).await;
     let c = captured("gemini-cli-0.61.0.jsonl").remove(0);
-    let resp = client()
-        .request(captured_request(&c, gw.addr))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let (status, _, body) = replay(&c, gw.addr).await;
+    assert_eq!(status, 404);
     let v = json(&body);
     assert_eq!(v["error"]["code"], 404);
     assert_eq!(v["error"]["status"], "NOT_FOUND");

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use http_body_util::BodyExt;
 
 #[derive(Clone, Default)]
 struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -36,19 +35,11 @@ async fn logs_never_contain_injected_values() {
     let mock = Mock::start().await;
     let gw = start_gateway(&base_config(mock.addr, "")).await;
     let c = with_mock(&claude_with_secrets(), "echo-GITHUB");
-    let resp = client()
-        .request(captured_request(&c, gw.addr))
-        .await
-        .unwrap();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let (_, _, body) = replay(&c, gw.addr).await;
     assert!(sse_text(&body).contains(&github_token()), "restored");
     let gw2 = start_gateway(&base_config(mock.addr, "[redaction]\nsecret = \"block\"\n")).await;
-    let resp = client()
-        .request(captured_request(&c, gw2.addr))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403);
-    resp.into_body().collect().await.unwrap();
+    let (status, _, _) = replay(&c, gw2.addr).await;
+    assert_eq!(status, 403);
     drop(gw);
     drop(gw2);
     let logs = String::from_utf8_lossy(&buf.0.lock().unwrap()).to_string();

@@ -65,12 +65,8 @@ async fn gemini_capture_secrets_are_redacted_upstream_and_restored_in_the_stream
         .push(serde_json::json!({"role": "user", "parts": [{"text": text}]}));
     c.body = serde_json::to_string(&v).unwrap();
     let c = with_mock(&c, "echo-GITHUB");
-    let resp = client()
-        .request(captured_request(&c, gw.addr))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let (status, _, body) = replay(&c, gw.addr).await;
+    assert_eq!(status, 200);
 
     let up = mock.last();
     let sent = String::from_utf8(up.body.to_vec()).unwrap();
@@ -105,12 +101,8 @@ async fn same_request_twice_gives_byte_identical_upstream_bodies() {
     let gw = start_gateway(&base_config(mock.addr, "")).await;
     let c = claude_with_secrets();
     for _ in 0..2 {
-        let resp = client()
-            .request(captured_request(&c, gw.addr))
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.into_body().collect().await.unwrap();
+        let (status, _, _) = replay(&c, gw.addr).await;
+        assert_eq!(status, 200);
     }
     let seen = mock.seen();
     assert_eq!(seen.len(), 2);

@@ -89,6 +89,19 @@ fn splice(body: &str, mut edits: Vec<Edit>) -> String {
     json::apply_edits(body, &mut edits)
 }
 
+/// `t` appended to the two strings that end at `ends`, and `pre` put first in the top-level
+/// array `key`: how every API's request is built from its capture.
+fn plant(base: &str, ends: [usize; 2], t: &str, key: &str, pre: String) -> String {
+    splice(
+        base,
+        vec![
+            ins(ends[0], t.to_string()),
+            ins(ends[1], t.to_string()),
+            ins(array_start(base, key), pre),
+        ],
+    )
+}
+
 fn ins(at: usize, text: String) -> Edit {
     Edit {
         start: at,
@@ -111,28 +124,24 @@ fn build(api: Api, base: &str, v: &Vals) -> String {
                 v.gh,
                 esc(&v.text())
             );
-            splice(
+            plant(
                 base,
-                vec![
-                    ins(
-                        str_end(base, &[Seg::K("system"), Seg::I(2), Seg::K("text")]),
-                        t.clone(),
+                [
+                    str_end(base, &[Seg::K("system"), Seg::I(2), Seg::K("text")]),
+                    str_end(
+                        base,
+                        &[
+                            Seg::K("messages"),
+                            Seg::I(0),
+                            Seg::K("content"),
+                            Seg::I(1),
+                            Seg::K("text"),
+                        ],
                     ),
-                    ins(
-                        str_end(
-                            base,
-                            &[
-                                Seg::K("messages"),
-                                Seg::I(0),
-                                Seg::K("content"),
-                                Seg::I(1),
-                                Seg::K("text"),
-                            ],
-                        ),
-                        t,
-                    ),
-                    ins(array_start(base, "messages"), pre),
                 ],
+                &t,
+                "messages",
+                pre,
             )
         }
         Api::OpenAiChat => {
@@ -169,16 +178,15 @@ fn build(api: Api, base: &str, v: &Vals) -> String {
             } else {
                 str_end(base, &[Seg::K("messages"), Seg::I(1), Seg::K("content")])
             };
-            splice(
+            plant(
                 base,
-                vec![
-                    ins(
-                        str_end(base, &[Seg::K("messages"), Seg::I(0), Seg::K("content")]),
-                        t.clone(),
-                    ),
-                    ins(user_end, t),
-                    ins(array_start(base, "messages"), pre),
+                [
+                    str_end(base, &[Seg::K("messages"), Seg::I(0), Seg::K("content")]),
+                    user_end,
                 ],
+                &t,
+                "messages",
+                pre,
             )
         }
         Api::GeminiGenerateContent => {
@@ -194,36 +202,32 @@ fn build(api: Api, base: &str, v: &Vals) -> String {
                 args,
                 esc(&v.text())
             );
-            splice(
+            plant(
                 base,
-                vec![
-                    ins(
-                        str_end(
-                            base,
-                            &[
-                                Seg::K("systemInstruction"),
-                                Seg::K("parts"),
-                                Seg::I(0),
-                                Seg::K("text"),
-                            ],
-                        ),
-                        t.clone(),
+                [
+                    str_end(
+                        base,
+                        &[
+                            Seg::K("systemInstruction"),
+                            Seg::K("parts"),
+                            Seg::I(0),
+                            Seg::K("text"),
+                        ],
                     ),
-                    ins(
-                        str_end(
-                            base,
-                            &[
-                                Seg::K("contents"),
-                                Seg::I(0),
-                                Seg::K("parts"),
-                                Seg::I(0),
-                                Seg::K("text"),
-                            ],
-                        ),
-                        t,
+                    str_end(
+                        base,
+                        &[
+                            Seg::K("contents"),
+                            Seg::I(0),
+                            Seg::K("parts"),
+                            Seg::I(0),
+                            Seg::K("text"),
+                        ],
                     ),
-                    ins(array_start(base, "contents"), pre),
                 ],
+                &t,
+                "contents",
+                pre,
             )
         }
         Api::OpenAiResponses | Api::AnthropicCountTokens => {
@@ -237,37 +241,33 @@ fn build(api: Api, base: &str, v: &Vals) -> String {
                 esc(&args),
                 esc(&v.text())
             );
-            splice(
+            plant(
                 base,
-                vec![
-                    ins(
-                        str_end(
-                            base,
-                            &[
-                                Seg::K("input"),
-                                Seg::I(1),
-                                Seg::K("content"),
-                                Seg::I(0),
-                                Seg::K("text"),
-                            ],
-                        ),
-                        t.clone(),
+                [
+                    str_end(
+                        base,
+                        &[
+                            Seg::K("input"),
+                            Seg::I(1),
+                            Seg::K("content"),
+                            Seg::I(0),
+                            Seg::K("text"),
+                        ],
                     ),
-                    ins(
-                        str_end(
-                            base,
-                            &[
-                                Seg::K("input"),
-                                Seg::I(5),
-                                Seg::K("content"),
-                                Seg::I(0),
-                                Seg::K("text"),
-                            ],
-                        ),
-                        t,
+                    str_end(
+                        base,
+                        &[
+                            Seg::K("input"),
+                            Seg::I(5),
+                            Seg::K("content"),
+                            Seg::I(0),
+                            Seg::K("text"),
+                        ],
                     ),
-                    ins(array_start(base, "input"), pre),
                 ],
+                &t,
+                "input",
+                pre,
             )
         }
     }

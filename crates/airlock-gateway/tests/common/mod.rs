@@ -502,10 +502,16 @@ pub async fn send(
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = client()
-        .request(b.body(Full::new(body.into())).unwrap())
-        .await
-        .expect("gateway answers");
+    exchange(b.body(Full::new(body.into())).unwrap()).await
+}
+
+/// Replays a captured agent request to `addr` and collects the whole answer.
+pub async fn replay(c: &Captured, addr: SocketAddr) -> (u16, HeaderMap, Bytes) {
+    exchange(captured_request(c, addr)).await
+}
+
+async fn exchange(req: Request<Full<Bytes>>) -> (u16, HeaderMap, Bytes) {
+    let resp = client().request(req).await.expect("gateway answers");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
