@@ -357,43 +357,31 @@ fn inside_dotted_number(bytes: &[u8], start: usize, end: usize) -> bool {
 /// alone held 3,621 `phone-national` findings. A phone number after `Tel` or in a list of phone
 /// numbers (`0161 496 0000, 0113 496 0000`) still counts.
 fn inside_hex_list(bytes: &[u8], start: usize, end: usize) -> bool {
-    let sep = |c: &u8| matches!(c, b' ' | b'\t' | b';' | b',');
-    let skip_back = bytes[..start]
-        .iter()
-        .rev()
-        .take(2)
-        .take_while(|c| sep(c))
-        .count();
-    let before: Vec<u8> = bytes[..start - skip_back]
-        .iter()
-        .rev()
-        .take(7)
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .copied()
-        .collect();
-    let skip_on = bytes[end..].iter().take(2).take_while(|c| sep(c)).count();
-    let after: Vec<u8> = bytes[end + skip_on..]
-        .iter()
-        .take(7)
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .copied()
-        .collect();
-    if skip_back == 0 && skip_on == 0 {
-        return false;
-    }
+    let sep = |c: &&u8| matches!(c, b' ' | b'\t' | b';' | b',');
+    let word = |c: &&u8| c.is_ascii_alphanumeric();
+    // The token past the separators on each side; none when the number touches its neighbour
+    // (then both are one token, not items of a list).
+    let skip = bytes[..start].iter().rev().take(2).take_while(sep).count();
+    let to = start - skip;
+    let len = bytes[..to].iter().rev().take(7).take_while(word).count();
+    let before = if skip > 0 { &bytes[to - len..to] } else { &[] };
+    let skip = bytes[end..].iter().take(2).take_while(sep).count();
+    let from = end + skip;
+    let len = bytes[from..].iter().take(7).take_while(word).count();
+    let after = if skip > 0 {
+        &bytes[from..from + len]
+    } else {
+        &[]
+    };
     let group = |t: &[u8]| (4..=6).contains(&t.len()) && t.iter().all(u8::is_ascii_hexdigit);
     let lettered = |t: &[u8]| group(t) && t.iter().any(u8::is_ascii_alphabetic);
-    let value = &bytes[start..end];
-    let widths: Vec<usize> = value
+    let widths: Vec<usize> = bytes[start..end]
         .split(|c| !c.is_ascii_digit())
         .filter(|g| !g.is_empty())
         .map(<[u8]>::len)
         .collect();
     let same_width =
         |t: &[u8]| group(t) && widths.len() > 1 && widths.iter().all(|&w| w == t.len());
-    // A neighbour touching the number (no separator) is part of the same token, not an item.
-    let before: &[u8] = if skip_back > 0 { &before } else { &[] };
-    let after: &[u8] = if skip_on > 0 { &after } else { &[] };
     lettered(before)
         || lettered(after)
         || same_width(before)
@@ -603,8 +591,8 @@ fn code_not_value(bytes: &[u8], start: usize, end: usize) -> bool {
     if start > 0 && matches!(bytes[start - 1], b'"' | b'\'' | b'`') {
         return false;
     }
-    let next = bytes.get(end).copied();
-    if ident_path(value) && matches!(next, Some(b'(' | b'<')) {
+    let ident = ident_path(value);
+    if ident && matches!(bytes.get(end), Some(b'(' | b'<')) {
         return true;
     }
     // A closure's parameters: `= |tokens: &mut TokenStream|`, `|token: CancellationToken|`.
@@ -630,7 +618,7 @@ fn code_not_value(bytes: &[u8], start: usize, end: usize) -> bool {
             return true;
         }
     }
-    if ident_path(value) {
+    if ident {
         // Bounded: a hostile text may put megabytes of blanks beside a value.
         let before = bytes[..start]
             .iter()
