@@ -53,22 +53,21 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
 fn locked_packages() -> Vec<String> {
     let lock = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock");
     let text = std::fs::read_to_string(lock).expect("Cargo.lock");
-    let mut out = Vec::new();
-    for package in text.split("[[package]]").skip(1) {
-        let field = |key: &str| {
-            package.lines().find_map(|l| {
-                l.strip_prefix(key)
-                    .and_then(|r| r.trim().strip_prefix('='))
-                    .map(|v| v.trim().trim_matches('"').to_string())
-            })
-        };
-        if let (Some(name), Some(version), Some(source)) =
-            (field("name "), field("version "), field("source "))
-            && source.starts_with("registry+")
-        {
-            out.push(format!("{name}-{version}"));
-        }
-    }
+    let lock: toml::Table = toml::from_str(&text).expect("Cargo.lock is TOML");
+    let packages = lock.get("package").and_then(toml::Value::as_array);
+    let mut out: Vec<String> = packages
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p.get("source")
+                .and_then(toml::Value::as_str)
+                .is_some_and(|s| s.starts_with("registry+"))
+        })
+        .filter_map(|p| {
+            let field = |k| p.get(k).and_then(toml::Value::as_str);
+            Some(format!("{}-{}", field("name")?, field("version")?))
+        })
+        .collect();
     out.sort();
     out
 }
